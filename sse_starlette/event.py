@@ -1,0 +1,223 @@
+"""The one encoder: Python values -> bytes of the `text/event-stream` format.
+
+The rules are the WHATWG HTML "Server-sent events" parsing rules (§9.2.5-9.2.6): what a
+browser's `EventSource` reads back is exactly what was given, or encoding raises
+`ValueError`/`TypeError` naming the field. Nothing is silently altered or dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+__all__ = ["JSONServerSentEvent", "ServerSentEvent", "ensure_bytes"]
+
+_SEPARATORS = ("\r\n", "\n", "\r")
+_FIELDS = frozenset(("data", "event", "id", "retry", "comment", "sep"))
+
+
+def _lines(value: str) -> list[str]:
+    # The spec ends a line at CRLF, lone LF or lone CR and nowhere else; str.splitlines()
+    # would also split on U+2028, U+0085, VT, FF, ... and corrupt the data.
+    if "\r" in value:
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return value.split("\n")
+
+
+def _single_line(field: str, value: Any) -> str:
+    text = value if type(value) is str else str(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"SSE field {field!r} cannot contain a line break (CR or LF): {text!r}")
+    return text
+
+
+def _check_retry(retry: Any) -> None:
+    if type(retry) is not int:
+        # bool is an int, but `retry: True` is not ASCII digits and browsers ignore it.
+        raise TypeError(f"SSE field 'retry' must be an int (milliseconds), got {retry!r}")
+    if retry < 0:
+        raise ValueError(f"SSE field 'retry' must be >= 0 (milliseconds), got {retry}")
+
+
+def _check_sep(sep: str) -> str:
+    if sep not in _SEPARATORS:
+        raise ValueError(f"sep must be one of '\\r\\n', '\\n', '\\r', got {sep!r}")
+    return sep
+
+
+def _data_text(data: Any) -> str:
+    if type(data) is str:
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"SSE field 'data' holds bytes that are not UTF-8: {exc}") from None
+    dump_json = getattr(data, "model_dump_json", None)  # Pydantic v2 models
+    if dump_json is not None and not isinstance(data, type):
+        return str(dump_json())
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return _dumps(dataclasses.asdict(data))
+    return str(data)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _to_utf8(text: str, fields: dict[str, Any]) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Only on the error path: find the field so the message can name it.
+        for name, value in fields.items():
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError(
+                        f"SSE field {name!r} contains a lone surrogate that cannot be sent "
+                        f"as UTF-8 (position {exc.start}): {value!r}"
+                    ) from None
+        raise
+
+
+def _encode(
+    data: Any,
+    event: Any,
+    id: Any,
+    retry: Any,
+    comment: Any,
+    sep: str,
+) -> bytes:
+    """Encode one event; field order is the published package's: comment, id, event, data, retry."""
+    parts: list[str] = []
+    if comment is not None:
+        parts.extend(f": {line}" for line in _lines(str(comment)))
+    if id is not None:
+        id = _single_line("id", id)
+        if "\0" in id:
+            # A browser ignores the whole `id` field when it contains U+0000 (§9.2.6).
+            raise ValueError(f"SSE field 'id' cannot contain U+0000 NULL: {id!r}")
+        parts.append(f"id: {id}")
+    if event is not None:
+        event = _single_line("event", event)
+        parts.append(f"event: {event}")
+    if data is not None:
+        data = _data_text(data)
+        parts.extend(f"data: {line}" for line in _lines(data))
+    if retry is not None:
+        _check_retry(retry)
+        parts.append(f"retry: {retry}")
+    parts.append("")
+    parts.append("")
+    text = sep.join(parts)
+    return _to_utf8(text, {"comment": comment, "id": id, "event": event, "data": data})
+
+
+class ServerSentEvent:
+    """One server-sent event.
+
+    `data` is sent as one `data:` line per line (split only on CR, LF and CRLF); a str is sent
+    as is, bytes are decoded as UTF-8, a Pydantic model or a dataclass as JSON, anything else
+    `str()`-ed. `event` and `id` must be single lines (`id` without U+0000), `retry` a
+    non-negative int in milliseconds, `comment` may span lines. `sep` is the line separator:
+    CRLF (default), LF or CR.
+
+    >>> ServerSentEvent("foo", event="bar", id="xyz", retry=1).encode()
+    b'id: xyz\\r\\nevent: bar\\r\\ndata: foo\\r\\nretry: 1\\r\\n\\r\\n'
+    """
+
+    __slots__ = ("_sep", "comment", "data", "event", "id", "retry")
+
+    def __init__(
+        self,
+        data: Any | None = None,
+        *,
+        event: str | None = None,
+        id: str | None = None,
+        retry: int | None = None,
+        comment: str | None = None,
+        sep: str | None = None,
+    ) -> None:
+        if retry is not None:
+            _check_retry(retry)
+        self.data = data
+        self.event = event
+        self.id = id
+        self.retry = retry
+        self.comment = comment
+        self._sep = "\r\n" if sep is None else _check_sep(sep)
+
+    def encode(self) -> bytes:
+        """The event as UTF-8 bytes, ending with the blank line that dispatches it."""
+        return _encode(self.data, self.event, self.id, self.retry, self.comment, self._sep)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={getattr(self, name)!r}"
+            for name in ("data", "event", "id", "retry", "comment")
+            if getattr(self, name) is not None
+        )
+        return f"{type(self).__name__}({fields})"
+
+
+class JSONServerSentEvent(ServerSentEvent):
+    """A `ServerSentEvent` whose `data` is serialised as compact JSON.
+
+    Non-ASCII characters are sent as themselves (`ensure_ascii=False`); NaN and infinities,
+    which JSON cannot represent, raise `ValueError`. `data=None` sends no `data` field.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Any | None = None, *args: Any, **kwargs: Any) -> None:
+        if data is not None:
+            if hasattr(data, "model_dump") and not isinstance(data, type):
+                data = data.model_dump(mode="json")
+            elif dataclasses.is_dataclass(data) and not isinstance(data, type):
+                data = dataclasses.asdict(data)
+            data = _dumps(data)
+        super().__init__(data, *args, **kwargs)
+
+
+def ensure_bytes(data: Any, sep: str) -> bytes:
+    """Encode one item that an `EventSourceResponse` accepts.
+
+    bytes and memoryview are sent as they are (already encoded); a `ServerSentEvent` encodes
+    itself with its own separator; a dict holds the fields (`data`, `event`, `id`, `retry`,
+    `comment`, optionally `sep`); anything else becomes the `data` of an event.
+    """
+    if type(data) is str:
+        if "\n" not in data and "\r" not in data:
+            try:
+                return f"data: {data}{sep}{sep}".encode()
+            except UnicodeEncodeError:
+                pass  # a lone surrogate: _encode raises the error that names the field
+        return _encode(data, None, None, None, None, sep)
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    if isinstance(data, memoryview):
+        return data.tobytes()
+    if isinstance(data, ServerSentEvent):
+        return data.encode()
+    if isinstance(data, dict):
+        if not _FIELDS.issuperset(data):
+            unknown = data.keys() - _FIELDS
+            raise TypeError(
+                f"unknown SSE field(s) {sorted(map(str, unknown))} in dict; "
+                f"allowed: comment, data, event, id, retry, sep"
+            )
+        item_sep = data.get("sep")
+        item_sep = sep if item_sep is None else _check_sep(item_sep)
+        return _encode(
+            data.get("data"),
+            data.get("event"),
+            data.get("id"),
+            data.get("retry"),
+            data.get("comment"),
+            item_sep,
+        )
+    # `None` too becomes `data: None`, as the published package sends it.
+    return _encode("None" if data is None else data, None, None, None, None, sep)

@@ -1,0 +1,360 @@
+"""`EventSourceResponse`: an endless streaming response that speaks `text/event-stream`.
+
+Per open stream there are two tasks: the server's own task, which runs the body loop (get an
+item, encode it, send it), and one helper that waits for `http.disconnect` and sends the pings
+when its timer runs out. Shutdown reaches a stream through `_shutdown`, not through a task.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import signal
+import sys
+import threading
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterator, Mapping
+from datetime import datetime, timezone
+from typing import Any, Union
+
+import anyio
+from starlette.background import BackgroundTask
+from starlette.concurrency import iterate_in_threadpool
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from sse_starlette import _shutdown
+from sse_starlette.event import ServerSentEvent, _check_sep, ensure_bytes
+
+__all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
+
+logger = logging.getLogger(__name__)
+
+Content = Union[str, bytes, dict[str, Any], ServerSentEvent, Any]
+SyncContentStream = Iterator[Content]
+AsyncContentStream = AsyncIterable[Content]
+ContentStream = Union[AsyncContentStream, SyncContentStream]
+
+
+class SendTimeoutError(TimeoutError):
+    """A send (event or ping) did not complete within `send_timeout`: the client stopped reading."""
+
+
+class _AppStatusMeta(type):
+    # A property on the metaclass, so that `AppStatus.should_exit = True` (the published
+    # package's documented way to stop streams) takes effect at once instead of being polled.
+    @property
+    def should_exit(cls) -> bool:
+        return _shutdown.is_draining()
+
+    @should_exit.setter
+    def should_exit(cls, value: bool) -> None:
+        if value:
+            _shutdown.drain()
+        else:
+            _shutdown.reset()
+
+
+class AppStatus(metaclass=_AppStatusMeta):
+    """Process-wide shutdown state, kept where the published package has it.
+
+    Setting `AppStatus.should_exit = True` ends every open stream and every stream started
+    afterwards; setting it back to False lets new streams run (tests that send real signals
+    to an in-process server reset it). Under uvicorn, SIGTERM/SIGINT set it automatically
+    unless `disable_automatic_graceful_drain()` was called.
+    """
+
+    enable_automatic_graceful_drain: bool = True
+    original_handler: Callable[..., Any] | None = None
+
+    @classmethod
+    def disable_automatic_graceful_drain(cls) -> None:
+        """Keep streams open on server shutdown until `AppStatus.should_exit = True` is set.
+
+        When disabled you must set `AppStatus.should_exit = True` yourself during shutdown,
+        or the server waits for the streams (until its own graceful-shutdown timeout).
+        """
+        cls.enable_automatic_graceful_drain = False
+
+    @classmethod
+    def enable_automatic_graceful_drain_mode(cls) -> None:
+        """Undo `disable_automatic_graceful_drain()`: server shutdown ends streams again."""
+        cls.enable_automatic_graceful_drain = True
+
+    @staticmethod
+    def handle_exit(*args: Any, **kwargs: Any) -> None:
+        """Installed as uvicorn's `Server.handle_exit`: drain the streams, then let uvicorn exit."""
+        if AppStatus.enable_automatic_graceful_drain:
+            AppStatus.should_exit = True
+        if AppStatus.original_handler is not None:
+            AppStatus.original_handler(*args, **kwargs)
+
+
+_uvicorn_hooked = False
+
+
+def _hook_uvicorn() -> None:
+    global _uvicorn_hooked
+    if _uvicorn_hooked or "uvicorn" not in sys.modules:
+        return
+    if importlib.util.find_spec("uvicorn.server") is None:  # pragma: no cover
+        return
+    from uvicorn.server import Server
+
+    _uvicorn_hooked = True
+    if Server.handle_exit is not AppStatus.handle_exit:  # type: ignore[comparison-overlap]
+        AppStatus.original_handler = Server.handle_exit
+        Server.handle_exit = AppStatus.handle_exit  # type: ignore[assignment]
+    # uvicorn installs its signal handlers before it imports the app (`uvicorn app:app`),
+    # bound to the unpatched method: bind them again so they go through AppStatus.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            server = getattr(handler, "__self__", None)
+            if isinstance(server, Server) and handler != server.handle_exit:
+                signal.signal(sig, server.handle_exit)
+
+
+_hook_uvicorn()
+
+
+def _ping_comment(sep: str) -> ServerSentEvent:
+    return ServerSentEvent(comment=f"ping - {datetime.now(timezone.utc)}", sep=sep)
+
+
+def _websocket_denial(send: Send) -> Send:
+    # ASGI's "websocket.http.response" extension: answer a websocket handshake with HTTP.
+    async def wrapped(message: Message) -> None:
+        await send({**message, "type": "websocket." + message["type"]})
+
+    return wrapped
+
+
+class EventSourceResponse(Response):
+    """Streaming response implementing Server-Sent Events.
+
+    Args:
+        content: async iterable, or sync iterator (run in a thread pool), of items: `str`,
+            `bytes` (sent as is), `dict` of fields, `ServerSentEvent`, Pydantic model,
+            dataclass, or anything `str()`-able.
+        status_code, headers, media_type, background: as for Starlette's `Response`.
+            A `Cache-Control` in `headers` replaces the default `no-store`.
+        ping: seconds between keep-alive comments (int or float, default 15, 0 disables).
+        sep: line separator, "\\r\\n" (default), "\\n" or "\\r".
+        ping_message_factory: returns the `ServerSentEvent` sent as ping.
+        data_sender_callable: coroutine function run beside the stream (for example one
+            that feeds the memory channel given as `content`).
+        send_timeout: seconds a send (event or ping) may take; on expiry the generator is
+            closed and `SendTimeoutError` raised.
+        client_close_handler_callable: awaited with the `http.disconnect` message.
+        shutdown_event: set on server shutdown, so the generator can send farewell events.
+        shutdown_grace_period: seconds the generator may go on after `shutdown_event` is set
+            before it is cancelled.
+        cleanup_timeout: seconds the generator's `aclose()` may take after a failed or
+            interrupted send before it is cancelled and a warning logged (None: no limit).
+    """
+
+    DEFAULT_PING_INTERVAL = 15
+    DEFAULT_SEPARATOR = "\r\n"
+    DEFAULT_CLEANUP_TIMEOUT = 30.0
+
+    body_iterator: AsyncContentStream
+
+    def __init__(
+        self,
+        content: ContentStream,
+        status_code: int = 200,
+        headers: Mapping[str, str] | None = None,
+        media_type: str = "text/event-stream",
+        background: BackgroundTask | None = None,
+        ping: int | float | None = None,
+        sep: str | None = None,
+        ping_message_factory: Callable[[], ServerSentEvent] | None = None,
+        data_sender_callable: Callable[[], Coroutine[None, None, None]] | None = None,
+        send_timeout: float | None = None,
+        client_close_handler_callable: Callable[[Message], Awaitable[None]] | None = None,
+        shutdown_event: anyio.Event | None = None,
+        shutdown_grace_period: float = 0,
+        cleanup_timeout: float | None = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> None:
+        self.sep = self.DEFAULT_SEPARATOR if sep is None else _check_sep(sep)
+        if isinstance(content, AsyncIterable):
+            self.body_iterator = content
+        else:
+            self.body_iterator = iterate_in_threadpool(content)
+        self.status_code = status_code
+        self.media_type = media_type
+        self.background = background
+        self.data_sender_callable = data_sender_callable
+        self.send_timeout = _non_negative("send_timeout", send_timeout)
+        self.ping_interval = self.DEFAULT_PING_INTERVAL if ping is None else ping
+        self.ping_message_factory = ping_message_factory
+        self.client_close_handler_callable = client_close_handler_callable
+        self._shutdown_event = shutdown_event
+        self._shutdown_grace_period = _non_negative("shutdown_grace_period", shutdown_grace_period)
+        self._cleanup_timeout = _non_negative("cleanup_timeout", cleanup_timeout)
+        self.active = True
+
+        user_headers = dict(headers or {})
+        has_cache_control = any(k.lower() == "cache-control" for k in user_headers)
+        defaults = {} if has_cache_control else {"Cache-Control": "no-store"}
+        self.init_headers({**defaults, **user_headers, "X-Accel-Buffering": "no"})
+
+    @property
+    def ping_interval(self) -> int | float:
+        """Seconds between keep-alive pings; 0 disables them."""
+        return self._ping_interval
+
+    @ping_interval.setter
+    def ping_interval(self, value: int | float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"ping interval must be int or float, got {value!r}")
+        if value < 0:
+            raise ValueError(f"ping interval must be >= 0 (0 disables ping), got {value}")
+        self._ping_interval = value
+
+    def enable_compression(self, force: bool = False) -> None:
+        raise NotImplementedError("Compression is not supported for SSE streams.")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not _uvicorn_hooked:
+            _hook_uvicorn()
+        headers = self.raw_headers
+        if scope["type"] == "websocket":
+            # An event stream is no websocket: answer the handshake with the response's
+            # status and headers and no body, and never start the generator.
+            send = _websocket_denial(send)
+        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            headers = [*headers, (b"connection", b"keep-alive")]  # forbidden in HTTP/2 and 3
+        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
+        if scope["type"] == "websocket" or scope.get("method") == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        else:
+            await _Stream(self, send).run(receive)
+        if self.background is not None:
+            await self.background()
+
+
+def _non_negative(name: str, value: float | None) -> Any:
+    if value is not None and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+class _Stream:
+    """The state of one open stream, from the first event to the end of the response."""
+
+    def __init__(self, response: EventSourceResponse, send: Send) -> None:
+        self.response = response
+        self.send = send
+        self.loop_key, self.run_on_loop = _shutdown.loop_handle()
+        self.scope = anyio.CancelScope()
+        self.disconnected = False
+        self.error: BaseException | None = None
+
+    async def run(self, receive: Receive) -> None:
+        response = self.response
+        with self.scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._guarded, self._listen, receive)
+                if response.data_sender_callable is not None:
+                    tg.start_soon(self._guarded, response.data_sender_callable)
+                _shutdown.register(self)
+                try:
+                    if _shutdown.is_draining():
+                        self.on_drain()
+                    await self._guarded(self._send_events)
+                finally:
+                    _shutdown.unregister(self)
+                tg.cancel_scope.cancel()
+        if self.error is not None:
+            raise self.error
+        if not self.disconnected:
+            # The final empty chunk: the client sees a clean end of the response.
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _guarded(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
+        # The first error ends the stream and is raised as itself after the task group,
+        # never wrapped in an ExceptionGroup (as the published package raises it).
+        try:
+            await func(*args)
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+            self.scope.cancel()
+
+    async def _send_events(self) -> None:
+        response, send, sep = self.response, self.send, self.response.sep
+        iterator = response.body_iterator
+        timeout = response.send_timeout
+        finished = False
+        try:
+            async for item in iterator:
+                message = {"type": "http.response.body", "body": ensure_bytes(item, sep), "more_body": True}
+                if timeout is None:
+                    await send(message)
+                else:
+                    await self._send_with_timeout(message, timeout)
+            finished = True
+        finally:
+            if not finished:
+                await self._close(iterator)
+
+    async def _send_with_timeout(self, message: Message, timeout: float) -> None:
+        with anyio.move_on_after(timeout) as timer:
+            await self.send(message)
+        if timer.cancelled_caught:
+            raise SendTimeoutError(f"send did not complete within send_timeout={timeout}s")
+
+    async def _close(self, iterator: Any) -> None:
+        """Close the generator after a failed or interrupted send, so its `finally` runs."""
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is None:
+            return
+        limit = self.response._cleanup_timeout
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(limit if limit is not None else float("inf")) as timer:
+                await aclose()
+        if timer.cancelled_caught:
+            logger.warning("generator cleanup exceeded cleanup_timeout=%ss; cancelled", limit)
+
+    async def _listen(self, receive: Receive) -> None:
+        """Wait for the client to leave; send a ping whenever the ping timer runs out."""
+        response = self.response
+        interval = response.ping_interval
+        while True:
+            if interval:
+                with anyio.move_on_after(interval) as timer:
+                    message = await receive()
+                if timer.cancelled_caught:
+                    await self._ping()
+                    continue
+            else:
+                message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+        self.disconnected = True
+        response.active = False
+        if response.client_close_handler_callable is not None:
+            await response.client_close_handler_callable(message)
+        self.scope.cancel()
+
+    async def _ping(self) -> None:
+        response = self.response
+        factory = response.ping_message_factory
+        ping = factory() if factory is not None else _ping_comment(response.sep)
+        message = {"type": "http.response.body", "body": ensure_bytes(ping, response.sep), "more_body": True}
+        if response.send_timeout is None:
+            await self.send(message)
+        else:
+            await self._send_with_timeout(message, response.send_timeout)
+
+    def on_drain(self) -> None:
+        """Server shutdown: end the stream, or let the generator say goodbye first."""
+        event = self.response._shutdown_event
+        if event is None:
+            self.scope.cancel()
+            return
+        event.set()
+        self.scope.deadline = min(
+            self.scope.deadline, anyio.current_time() + self.response._shutdown_grace_period
+        )
