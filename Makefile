@@ -1,0 +1,37 @@
+# Set-up on a fresh machine needs only Python 3 (with venv) and make.
+PYTHON ?= python3
+VENV := .venv
+UPSTREAM := .venv-upstream
+BIN := $(VENV)/bin
+
+.PHONY: demo test check bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# The published package, in its own virtualenv (same import name): the reference that
+# the differential tests and the benchmarks compare against.
+$(UPSTREAM)/.installed:
+	$(PYTHON) -m venv $(UPSTREAM)
+	$(UPSTREAM)/bin/pip install -q 'sse-starlette==3.7.0' 'uvicorn[standard]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/python examples/02_message_broadcasting.py
+
+test: $(VENV)/.installed $(UPSTREAM)/.installed
+	$(BIN)/python -m pytest
+
+check: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed $(UPSTREAM)/.installed
+	$(BIN)/python bench/quick.py
+
+clean:
+	rm -rf $(VENV) $(UPSTREAM)
