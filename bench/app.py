@@ -2,13 +2,16 @@
 `import sse_starlette` finds whichever package the interpreter's virtualenv holds)."""
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
-import sse_starlette
-from sse_starlette import EventSourceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+
+import sse_starlette
+from sse_starlette import EventSourceResponse
 
 print("sse_starlette from", sse_starlette.__file__, flush=True)
 
@@ -16,7 +19,7 @@ print("sse_starlette from", sse_starlette.__file__, flush=True)
 async def events(request: Request) -> EventSourceResponse:
     n = int(request.query_params.get("n", "0"))
 
-    async def gen():
+    async def gen() -> AsyncIterator[Any]:
         if n:
             for i in range(n):
                 yield {"data": "hello world", "id": str(i)}

@@ -28,8 +28,21 @@ def serve(python: Path) -> Iterator[int]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(4096)
     port = sock.getsockname()[1]
-    cmd = [str(python), "-m", "uvicorn", "app:app", "--fd", str(sock.fileno()),
-           "--loop", "uvloop", "--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    cmd = [
+        str(python),
+        "-m",
+        "uvicorn",
+        "app:app",
+        "--fd",
+        str(sock.fileno()),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     proc = subprocess.Popen(cmd, cwd=HERE, pass_fds=[sock.fileno()])
     sock.close()
     try:
@@ -93,7 +106,7 @@ def main() -> None:
     servers = {name: contextlib.ExitStack() for name in PYTHONS}
     ports = {name: servers[name].enter_context(serve(py)) for name, py in PYTHONS.items()}
     try:
-        for name, port in ports.items():  # warm-up, and the server is up
+        for port in ports.values():  # warm-up, and the server is up
             deadline = time.monotonic() + 20
             while True:
                 try:
@@ -113,8 +126,10 @@ def main() -> None:
     for name in PYTHONS:
         med = statistics.median(rates[name])
         spread = (max(rates[name]) - min(rates[name])) / med
-        print(f"{name:9s} events/s median {med:9.0f} (spread {spread:.0%})  "
-              f"tasks per idle stream {tasks[name]:.2f}")
+        print(
+            f"{name:9s} events/s median {med:9.0f} (spread {spread:.0%})  "
+            f"tasks per idle stream {tasks[name]:.2f}"
+        )
     ratio = statistics.median(rates["ours"]) / statistics.median(rates["upstream"])
     print(f"ratio ours/upstream events/s: {ratio:.2f}x")
 

@@ -9,6 +9,7 @@ is only ever touched from its own loop, and streams in several loops and threads
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Callable, Hashable
 from typing import Protocol
@@ -42,7 +43,11 @@ def loop_handle() -> tuple[Hashable, RunOnLoop]:
             raise RuntimeError("sse_starlette needs a running asyncio or trio event loop") from None
         token = trio.lowlevel.current_trio_token()
         return token, token.run_sync_soon
-    return loop, loop.call_soon_threadsafe
+
+    def run_on_loop(callback: Callable[[], None]) -> None:
+        loop.call_soon_threadsafe(callback)
+
+    return loop, run_on_loop
 
 
 def register(stream: Drainable) -> None:
@@ -66,10 +71,9 @@ def drain() -> None:
     for stream in list(_streams):
         by_loop.setdefault(stream.loop_key, []).append(stream)
     for streams in by_loop.values():
-        try:
+        # RuntimeError: that loop is closed, and its streams are gone with it.
+        with contextlib.suppress(RuntimeError):
             streams[0].run_on_loop(lambda streams=streams: _run(streams))  # type: ignore[misc]
-        except RuntimeError:
-            pass  # that loop is closed: its streams are gone with it
 
 
 def _run(streams: list[Drainable]) -> None:

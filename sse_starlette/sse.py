@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterator, Mapping
 from datetime import datetime, timezone
-from typing import Any, Union
+from typing import Any
 
 import anyio
 from starlette.background import BackgroundTask
@@ -29,10 +29,10 @@ __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
 
 logger = logging.getLogger(__name__)
 
-Content = Union[str, bytes, dict[str, Any], ServerSentEvent, Any]
+Content = str | bytes | dict[str, Any] | ServerSentEvent | Any
 SyncContentStream = Iterator[Content]
 AsyncContentStream = AsyncIterable[Content]
-ContentStream = Union[AsyncContentStream, SyncContentStream]
+ContentStream = AsyncContentStream | SyncContentStream
 
 
 class SendTimeoutError(TimeoutError):
@@ -101,9 +101,9 @@ def _hook_uvicorn() -> None:
     from uvicorn.server import Server
 
     _uvicorn_hooked = True
-    if Server.handle_exit is not AppStatus.handle_exit:  # type: ignore[comparison-overlap]
+    if Server.handle_exit is not AppStatus.handle_exit:
         AppStatus.original_handler = Server.handle_exit
-        Server.handle_exit = AppStatus.handle_exit  # type: ignore[assignment]
+        Server.handle_exit = AppStatus.handle_exit  # type: ignore[method-assign]
     # uvicorn installs its signal handlers before it imports the app (`uvicorn app:app`),
     # bound to the unpatched method: bind them again so they go through AppStatus.
     if threading.current_thread() is threading.main_thread():
@@ -289,7 +289,11 @@ class _Stream:
         finished = False
         try:
             async for item in iterator:
-                message = {"type": "http.response.body", "body": ensure_bytes(item, sep), "more_body": True}
+                message = {
+                    "type": "http.response.body",
+                    "body": ensure_bytes(item, sep),
+                    "more_body": True,
+                }
                 if timeout is None:
                     await send(message)
                 else:
@@ -342,7 +346,11 @@ class _Stream:
         response = self.response
         factory = response.ping_message_factory
         ping = factory() if factory is not None else _ping_comment(response.sep)
-        message = {"type": "http.response.body", "body": ensure_bytes(ping, response.sep), "more_body": True}
+        message = {
+            "type": "http.response.body",
+            "body": ensure_bytes(ping, response.sep),
+            "more_body": True,
+        }
         if response.send_timeout is None:
             await self.send(message)
         else:

@@ -56,20 +56,18 @@ def start_server(app: str, *args: str, server: str = "uvicorn") -> Iterator[Serv
         cmd = [sys.executable, "-m", "uvicorn", app, "--fd", str(fd), "--log-level", "info", *args]
     else:  # pragma: no cover - other servers arrive with the shutdown issue
         raise ValueError(server)
-    log = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        cmd, cwd=ROOT, pass_fds=[fd], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
-    sock.close()
-    try:
-        yield Server(process, port, Path(log.name))
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        log.close()
-        os.unlink(log.name)
+    with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log") as log:
+        process = subprocess.Popen(
+            cmd, cwd=ROOT, pass_fds=[fd], stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+        sock.close()
+        try:
+            yield Server(process, port, Path(log.name))
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)
 
 
 def raw_request(port: int, path: str, method: str = "GET", headers: str = "") -> socket.socket:
