@@ -63,7 +63,10 @@ def _data_text(data: Any) -> str:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"SSE field 'data' cannot be sent as JSON: {exc}") from exc
 
 
 def _to_utf8(text: str, fields: dict[str, Any]) -> bytes:
@@ -94,7 +97,8 @@ def _encode(
     """Encode one event; field order is the published package's: comment, id, event, data, retry."""
     parts: list[str] = []
     if comment is not None:
-        parts.extend(f": {line}" for line in _lines(str(comment)))
+        comment = str(comment)
+        parts.extend(f": {line}" for line in _lines(comment))
     if id is not None:
         id = _single_line("id", id)
         if "\0" in id:
