@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Hashable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-__all__ = ["Drainable", "drain", "is_draining", "loop_handle", "register", "reset", "unregister"]
+logger = logging.getLogger("sse_starlette")
+
+__all__ = [
+    "Drainable",
+    "LoopHandle",
+    "drain",
+    "is_draining",
+    "loop_handle",
+    "register",
+    "reset",
+    "unregister",
+]
 
 RunOnLoop = Callable[[Callable[[], None]], None]
 
@@ -22,8 +34,7 @@ RunOnLoop = Callable[[Callable[[], None]], None]
 class Drainable(Protocol):
     """What `drain()` needs of an open stream."""
 
-    loop_key: Hashable
-    run_on_loop: RunOnLoop
+    loop: LoopHandle
 
     def on_drain(self) -> None:
         """Called on the stream's own event loop when the drain starts."""
@@ -33,8 +44,14 @@ _draining = False
 _streams: set[Drainable] = set()
 
 
-def loop_handle() -> tuple[Hashable, RunOnLoop]:
-    """The current event loop, and a thread- and signal-safe way to run a callback on it."""
+class LoopHandle(NamedTuple):
+    key: Hashable
+    run_soon: RunOnLoop  # thread- and signal-safe
+    clock: Callable[[], float]  # the loop's own clock, usable outside a task (anyio's is not)
+
+
+def loop_handle() -> LoopHandle:
+    """The current event loop, a thread- and signal-safe way to run a callback on it, its clock."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
@@ -42,12 +59,12 @@ def loop_handle() -> tuple[Hashable, RunOnLoop]:
         if trio is None:
             raise RuntimeError("sse_starlette needs a running asyncio or trio event loop") from None
         token = trio.lowlevel.current_trio_token()
-        return token, token.run_sync_soon
+        return LoopHandle(token, token.run_sync_soon, trio.current_time)
 
-    def run_on_loop(callback: Callable[[], None]) -> None:
+    def run_soon(callback: Callable[[], None]) -> None:
         loop.call_soon_threadsafe(callback)
 
-    return loop, run_on_loop
+    return LoopHandle(loop, run_soon, loop.time)
 
 
 def register(stream: Drainable) -> None:
@@ -69,17 +86,20 @@ def drain() -> None:
     by_loop: dict[Hashable, list[Drainable]] = {}
     # list() copies the set in one C call, safe against other threads adding or removing.
     for stream in list(_streams):
-        by_loop.setdefault(stream.loop_key, []).append(stream)
+        by_loop.setdefault(stream.loop.key, []).append(stream)
     for streams in by_loop.values():
         # RuntimeError: that loop is closed, and its streams are gone with it.
         with contextlib.suppress(RuntimeError):
-            streams[0].run_on_loop(lambda streams=streams: _run(streams))  # type: ignore[misc]
+            streams[0].loop.run_soon(lambda streams=streams: _run(streams))  # type: ignore[misc]
 
 
 def _run(streams: list[Drainable]) -> None:
     for stream in streams:
         if stream in _streams:
-            stream.on_drain()
+            try:
+                stream.on_drain()
+            except Exception:  # one stream's failure must not keep the others open
+                logger.exception("sse_starlette: ending a stream on shutdown failed")
 
 
 def reset() -> None:

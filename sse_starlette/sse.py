@@ -246,7 +246,7 @@ class _Stream:
     def __init__(self, response: EventSourceResponse, send: Send) -> None:
         self.response = response
         self.send = send
-        self.loop_key, self.run_on_loop = _shutdown.loop_handle()
+        self.loop = _shutdown.loop_handle()
         self.scope = anyio.CancelScope()
         self.disconnected = False
         self.error: BaseException | None = None
@@ -363,6 +363,5 @@ class _Stream:
             self.scope.cancel()
             return
         event.set()
-        self.scope.deadline = min(
-            self.scope.deadline, anyio.current_time() + self.response._shutdown_grace_period
-        )
+        grace_end = self.loop.clock() + self.response._shutdown_grace_period
+        self.scope.deadline = min(self.scope.deadline, grace_end)

@@ -114,3 +114,21 @@ def test_sigterm_ends_open_streams_cleanly_and_server_exits(server: Server) -> N
         assert f"s{i}: finally ran" in log
     assert "Traceback" not in log and "ERROR" not in log, log
     assert elapsed < 5, f"server took {elapsed:.2f}s to exit"
+
+
+def test_sigterm_sends_farewells_and_cancels_a_generator_after_its_grace(server: Server) -> None:
+    socks = [raw_request(server.port, "/farewell") for _ in range(3)]
+    stubborn = raw_request(server.port, "/farewell?stubborn=1")
+    received = {sock: read_until(sock, b"data: hello\r\n\r\n") for sock in [*socks, stubborn]}
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    assert server.wait_exit(timeout=10) in (0, -signal.SIGTERM)
+    elapsed = time.monotonic() - started
+    for sock in socks:
+        body = received[sock] + read_to_eof(sock)
+        assert b"event: farewell\r\ndata: bye\r\n\r\n" in body
+        assert body.endswith(b"\r\n0\r\n\r\n")
+    # The stubborn generator is cancelled when the 2 s grace period ends, then ends cleanly.
+    assert (received[stubborn] + read_to_eof(stubborn)).endswith(b"\r\n0\r\n\r\n")
+    assert 1.5 < elapsed < 6, elapsed
+    assert "Traceback" not in server.log()
