@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM := .venv-upstream
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench clean
+.PHONY: demo test check bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ check: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed $(UPSTREAM)/.installed
-	$(BIN)/python bench/quick.py
+	$(BIN)/python bench/run.py            # full profile, ~5 min, writes docs/bench.png
+
+bench-quick: $(VENV)/.installed $(UPSTREAM)/.installed
+	$(BIN)/python bench/run.py --quick    # ~1 min
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM)

@@ -1,0 +1,115 @@
+"""A bare ASGI app that sends pre-encoded bytes with plain `send()`: the ceiling.
+
+No framework, no encoding, no task of its own: what any ASGI library could at best reach
+under the same server. Same routes as ours_upstream.py; a broadcast awaits each stream's
+`send` in turn from the request that triggers it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+# The ASGI types, spelled out here so that the ceiling imports no framework at all.
+Message = dict[str, Any]
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SERVED_BY = "raw ASGI"
+
+# Every event the harness counts carries exactly one "~": the clients count events with
+# bytes.count(b"~") instead of parsing them (headers, chunk sizes and pings never hold one).
+HELLO = "hello~"  # first event of an endless stream: it tells the client the stream is open
+WORD = "hello world~"  # every event of the throughput stream
+TICK = "tick~"  # the broadcast event
+
+START: Message = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"text/event-stream; charset=utf-8"),
+        (b"cache-control", b"no-store"),
+        (b"x-accel-buffering", b"no"),
+    ],
+}
+END: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _body(text: str) -> Message:
+    return {
+        "type": "http.response.body",
+        "body": f"data: {text}\r\n\r\n".encode(),
+        "more_body": True,
+    }
+
+
+WORD_BODY, HELLO_BODY, TICK_BODY = _body(WORD), _body(HELLO), _body(TICK)
+
+senders: set[Send] = set()
+
+
+def stats_body(streams: int) -> bytes:
+    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks."""
+    stats = {"tasks": len(asyncio.all_tasks()), "streams": streams, "served_by": SERVED_BY}
+    return json.dumps(stats).encode()
+
+
+async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
+    await send(START)
+    query = parse_qs(scope["query_string"].decode())
+    if "n" in query:
+        for _ in range(int(query["n"][0])):
+            await send(WORD_BODY)
+        await send(END)
+        return
+    await send(HELLO_BODY)
+    senders.add(send)
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    finally:
+        senders.discard(send)
+
+
+async def _text(
+    send: Send, body: bytes, content_type: bytes = b"text/plain", status: int = 200
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _broadcast(send: Send) -> None:
+    for target in list(senders):
+        # A stream whose client just left may refuse the write; it leaves on its own.
+        with contextlib.suppress(OSError):
+            await target(TICK_BODY)
+    await _text(send, str(len(senders)).encode())
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+    elif scope["path"] == "/stream":
+        await _stream(scope, receive, send)
+    elif scope["path"] == "/_broadcast":
+        await _broadcast(send)
+    elif scope["path"] == "/_stats":
+        await _text(send, stats_body(len(senders)), b"application/json")
+    else:
+        await _text(send, b"not found", status=404)

@@ -1,0 +1,102 @@
+"""The PNG chart: one panel per headline figure, a bar per implementation, ratio to raw on top."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLOURS = {"ours": "#1f77b4", "upstream": "#ff7f0e", "streaming": "#7f7f7f", "raw": "#2ca02c"}
+
+
+def _panels(scenarios: dict[str, Any]) -> list[tuple[str, str, str, float | None, float | None]]:
+    """(scenario, figure, title, target as a multiple of raw, absolute target) per panel."""
+    largest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("idle_")), default=0)
+    widest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("broadcast_")), default=0)
+    idle, bcast = f"idle_{largest}", f"broadcast_{widest}"
+    panels = [
+        ("throughput", "events_per_s", "throughput: events/s (higher is better)", 0.8, None),
+        ("throughput", "cpu_us_per_event", "throughput: server CPU µs per event", None, None),
+        (idle, "kib_per_stream", f"idle, {largest:,} streams: KiB per stream", None, 16.0),
+        (idle, "tasks_per_stream", f"idle, {largest:,} streams: tasks per stream", None, 2.0),
+        (bcast, "p99_ms", f"broadcast to {widest:,}: p99 delivery ms", None, None),
+        (bcast, "cpu_us_per_delivery", f"broadcast to {widest:,}: CPU µs/delivery", 1.3, None),
+        ("churn", "cpu_us_per_conn", "churn: server CPU µs per connection", 1.7, None),
+        ("sigterm", "exit_s", "SIGTERM: seconds to exit (hatched: hung, killed)", None, 1.0),
+    ]
+    return [p for p in panels if p[0] in scenarios]
+
+
+def draw(doc: dict[str, Any], path: Path) -> None:
+    """Write the chart of a harness run (`doc` is the results JSON) to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: the harness runs headless
+    import matplotlib.pyplot as plt
+
+    scenarios = doc["scenarios"]
+    impls: list[str] = doc["meta"]["implementations"]
+    panels = _panels(scenarios)
+    cols = 4
+    rows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, (scenario, figure, title, raw_factor, absolute) in zip(axes.flat, panels, strict=False):
+        result = scenarios[scenario]
+        hung_s = result["params"].get("hung_after_s")
+        for x, impl in enumerate(impls):
+            stats = result["figures"].get(impl, {}).get(figure)
+            median = stats["median"] if stats else None
+            hung = median is None and hung_s is not None and impl in result["figures"]
+            height = hung_s if hung else (median or 0.0)
+            low, high = (stats["min"], stats["max"]) if stats and median is not None else (0, 0)
+            ax.bar(
+                x,
+                height,
+                color=COLOURS.get(impl, "#999999"),
+                hatch="//" if hung else None,
+                alpha=0.5 if hung else 1.0,
+                yerr=[[height - low], [high - height]] if median is not None else None,
+                capsize=3,
+            )
+            ratio = result["ratios"].get("vs_raw", {}).get(impl, {}).get(figure, {})
+            label = "hung" if hung else _short(median)
+            if ratio.get("median") is not None:
+                label += f"\n{ratio['median']:.2f}x raw"
+            if scenario == "sigterm":
+                clean = result["figures"].get(impl, {}).get("clean", {}).get("min")
+                label += f"\n{_short(clean)}/{result['params']['streams']:,} clean"
+            ax.annotate(label, (x, max(height, high)), ha="center", va="bottom", fontsize=7)
+        raw = result["figures"].get("raw", {}).get(figure, {}).get("median")
+        target = (
+            absolute if absolute is not None else (raw * raw_factor if raw and raw_factor else None)
+        )
+        if target is not None:
+            ax.axhline(target, color="#d62728", linestyle="--", linewidth=1, label="target")
+            ax.legend(fontsize=7, loc="best")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(len(impls)), impls, fontsize=8)
+        ax.margins(y=0.25)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    meta = doc["meta"]
+    fig.suptitle(
+        f"sse_starlette vs sse-starlette 3.7.0, StreamingResponse and a raw ASGI loop "
+        f"(uvicorn, uvloop, httptools) - {meta['profile']} profile, {meta['started'][:10]}\n"
+        "bars: median over interleaved rounds; whiskers: min-max; labels: paired ratio to raw; "
+        f"made by: {meta['command']}",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _short(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value == int(value):
+        return f"{value:,.0f}"
+    if value >= 10_000:
+        return f"{value / 1000:.0f}k"
+    return f"{value:.3g}"

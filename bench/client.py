@@ -1,0 +1,348 @@
+"""Client processes on raw sockets: open streams, count events, reset, watch streams end.
+
+Each worker is a separate process that owns its sockets and answers commands from the harness
+over a pipe. The hot path parses nothing: every event the apps send carries one "~", so a
+worker counts events with `bytes.count(b"~")` and remembers the last 7 bytes of each stream
+to tell a clean end (the chunked terminator) from a cut. Every loop has a deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import resource
+import selectors
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+MARK = b"~"
+END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked response: the stream ended cleanly
+RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
+WINDOW = 400  # streams a worker has connecting at once: well under the listen backlog
+READ_SIZE = 1 << 16
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open files to the hard limit (5,000 streams need it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def request(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+
+
+@dataclass
+class _Stream:
+    sock: socket.socket
+    seen: int = 0  # events counted so far
+    tail: bytes = b""
+    end: str = ""  # "", or how it ended: "clean", "eof", "reset"
+    arrived: int = 0  # monotonic ns at which `seen` reached the count awaited
+
+
+@dataclass
+class _Worker:
+    """The state of one client process: its streams, and the selector that watches them."""
+
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    streams: list[_Stream] = field(default_factory=list)
+
+    def _connect(self, port: int, path: str) -> _Stream:
+        # A blocking connect returns as soon as the kernel queued it (at most WINDOW pending).
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(request(path))
+        sock.setblocking(False)
+        stream = _Stream(sock)
+        self.selector.register(sock, selectors.EVENT_READ, stream)
+        return stream
+
+    def _read(self, stream: _Stream) -> None:
+        try:
+            chunk = stream.sock.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except ConnectionResetError:
+            chunk = None
+        if chunk:
+            stream.seen += chunk.count(MARK)
+            stream.tail = (stream.tail + chunk[-7:])[-7:]
+            return
+        stream.end = "clean" if stream.tail == END else ("eof" if chunk == b"" else "reset")
+        self.selector.unregister(stream.sock)
+        stream.sock.close()
+
+    def _poll(self, timeout: float) -> int:
+        """Read whatever is ready; returns the monotonic ns at which the data was there."""
+        ready = self.selector.select(timeout)
+        now = time.monotonic_ns()  # one stamp per wake-up: cheaper, and closer to arrival
+        for key, _ in ready:
+            self._read(key.data)
+        return now
+
+    def open(self, port: int, path: str, count: int, timeout: float) -> dict[str, Any]:
+        """Open `count` streams and wait until each has its first event."""
+        start = time.monotonic()
+        deadline = start + timeout
+        waiting: list[_Stream] = []
+        opened = failed = 0
+        while (opened + failed < count) and time.monotonic() < deadline:
+            while len(waiting) < WINDOW and opened + failed + len(waiting) < count:
+                try:
+                    waiting.append(self._connect(port, path))
+                except OSError:
+                    failed += 1
+            self._poll(0.05)
+            still = [s for s in waiting if s.seen < 1 and not s.end]
+            opened += sum(1 for s in waiting if s.seen >= 1)
+            failed += sum(1 for s in waiting if s.end and s.seen < 1)
+            self.streams += [s for s in waiting if s.seen >= 1]
+            waiting = still
+        for stream in waiting:
+            self._drop(stream, reset=True)
+        return {"opened": opened, "failed": failed + len(waiting), "s": time.monotonic() - start}
+
+    def collect(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
+        """Wait until every open stream has one event more than now; its arrival times."""
+        for stream in self.streams:
+            stream.arrived = 0
+        self._poll(0)  # whatever came before the trigger (a ping) is not part of it
+        targets = [(s, s.seen + 1) for s in self.streams if not s.end]
+        ready()
+        deadline = time.monotonic() + timeout
+        pending = targets
+        while pending and time.monotonic() < deadline:
+            now = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
+            left = []
+            for stream, target in pending:
+                if stream.seen >= target:
+                    stream.arrived = now
+                else:
+                    left.append((stream, target))
+            pending = left
+        return {
+            "arrivals": [s.arrived for s, _ in targets if s.arrived],
+            "missed": len(pending),
+        }
+
+    def watch_end(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
+        """Wait until every stream has ended (server shutdown); count how each ended."""
+        ready()
+        deadline = time.monotonic() + timeout
+        ended = last = 0
+        while ended < len(self.streams) and time.monotonic() < deadline:
+            now = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
+            now_ended = sum(1 for s in self.streams if s.end)
+            if now_ended > ended:
+                ended, last = now_ended, now
+        counts = {"clean": 0, "eof": 0, "reset": 0, "open": 0}
+        for stream in self.streams:
+            key = stream.end if stream.end in counts else "open"
+            counts[key] += 1
+        self.close(reset=True)
+        return {**counts, "last_end_ns": last}
+
+    def churn(self, port: int, path: str, count: int, timeout: float) -> dict[str, Any]:
+        """Connect, read the first event, reset; `count` times, up to WINDOW at once."""
+        start = time.monotonic()
+        deadline = start + timeout
+        waiting: list[_Stream] = []
+        done = failed = 0
+        while done + failed < count and time.monotonic() < deadline:
+            while len(waiting) < WINDOW and done + failed + len(waiting) < count:
+                try:
+                    waiting.append(self._connect(port, path))
+                except OSError:
+                    failed += 1
+            self._poll(0.05)
+            still = []
+            for stream in waiting:
+                if stream.seen >= 1:
+                    self._drop(stream, reset=True)
+                    done += 1
+                elif stream.end:
+                    failed += 1
+                else:
+                    still.append(stream)
+            waiting = still
+        for stream in waiting:
+            self._drop(stream, reset=True)
+        return {"done": done, "failed": failed + len(waiting), "s": time.monotonic() - start}
+
+    def _drop(self, stream: _Stream, reset: bool) -> None:
+        if stream.end:
+            return
+        stream.end = "dropped"
+        self.selector.unregister(stream.sock)
+        if reset:
+            with contextlib.suppress(OSError):
+                stream.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RST)
+        stream.sock.close()
+
+    def close(self, reset: bool) -> dict[str, Any]:
+        """Close every stream: FIN (a client that leaves) or RST (one that vanishes)."""
+        closed = 0
+        for stream in self.streams:
+            if not stream.end:
+                self._drop(stream, reset)
+                closed += 1
+        self.streams = []
+        return {"closed": closed}
+
+
+def throughput(port: int, n: int, timeout: float) -> dict[str, Any]:
+    """Read one stream of `n` events to its end; events counted, bytes, seconds."""
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    events = size = 0
+    tail = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        start = time.perf_counter()
+        deadline = time.monotonic() + timeout
+        sock.sendall(request(f"/stream?n={n}"))
+        while tail != END and time.monotonic() < deadline:
+            got = sock.recv_into(view)
+            if not got:
+                break
+            events += buf.count(MARK, 0, got)
+            size += got
+            tail = (tail + bytes(view[max(0, got - 7) : got]))[-7:]
+        elapsed = time.perf_counter() - start
+    return {"events": events, "bytes": size, "s": elapsed, "complete": tail == END}
+
+
+def serve(conn: Connection) -> None:
+    """The worker process: run the commands the harness sends until "stop"."""
+    raise_fd_limit()
+    worker = _Worker()
+
+    def ready() -> None:
+        conn.send(("ready",))
+
+    while True:
+        command, *args = conn.recv()
+        if command == "stop":
+            worker.close(reset=True)
+            return
+        if command == "open":
+            conn.send(("done", worker.open(*args)))
+        elif command == "collect":
+            conn.send(("done", worker.collect(args[0], ready)))
+        elif command == "watch_end":
+            conn.send(("done", worker.watch_end(args[0], ready)))
+        elif command == "churn":
+            conn.send(("done", worker.churn(*args)))
+        elif command == "close":
+            conn.send(("done", worker.close(*args)))
+        elif command == "throughput":
+            conn.send(("done", throughput(*args)))
+        else:
+            raise ValueError(f"unknown command {command!r}")
+
+
+class Clients:
+    """The harness's handle on its client processes; work is split evenly between them."""
+
+    def __init__(self, processes: int = 2) -> None:
+        # fork: started first thing, before any server or socket exists, so they inherit none.
+        context = multiprocessing.get_context("fork")
+        self._conns: list[Connection] = []
+        self._procs = []
+        for _ in range(processes):
+            parent, child = context.Pipe()
+            proc = context.Process(target=serve, args=(child,), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+
+    def _split(self, count: int) -> list[int]:
+        k = len(self._conns)
+        return [count // k + (1 if i < count % k else 0) for i in range(k)]
+
+    def _all(self, commands: list[tuple[Any, ...]], timeout: float) -> list[dict[str, Any]]:
+        for conn, command in zip(self._conns, commands, strict=True):
+            conn.send(command)
+        return [self._reply(conn, timeout) for conn in self._conns]
+
+    @staticmethod
+    def _reply(conn: Connection, timeout: float) -> Any:
+        if not conn.poll(timeout):
+            raise TimeoutError("client process did not answer in time")
+        kind, *payload = conn.recv()
+        return payload[0] if payload else kind
+
+    def open(self, port: int, count: int, timeout: float) -> dict[str, Any]:
+        """Open `count` endless streams, split between the processes; each has had one event."""
+        parts = self._split(count)
+        replies = self._all(
+            [("open", port, "/stream", part, timeout) for part in parts], timeout + 10
+        )
+        return {
+            "opened": sum(r["opened"] for r in replies),
+            "failed": sum(r["failed"] for r in replies),
+            "s": max(r["s"] for r in replies),
+        }
+
+    def close(self, reset: bool = False) -> int:
+        return sum(r["closed"] for r in self._all([("close", reset)] * len(self._conns), 30))
+
+    def _triggered(
+        self, command: tuple[Any, ...], trigger: Callable[[], None], timeout: float
+    ) -> list[dict[str, Any]]:
+        # Every process is watching its sockets before `trigger` runs: nothing arrives unseen.
+        for conn in self._conns:
+            conn.send(command)
+        for conn in self._conns:
+            if self._reply(conn, 30) != "ready":
+                raise RuntimeError("client process out of step")
+        trigger()
+        return [self._reply(conn, timeout + 10) for conn in self._conns]
+
+    def collect(self, trigger: Callable[[], None], timeout: float) -> dict[str, Any]:
+        """Run `trigger` (a broadcast) and gather when each open stream received it."""
+        replies = self._triggered(("collect", timeout), trigger, timeout)
+        return {
+            "arrivals": [t for r in replies for t in r["arrivals"]],
+            "missed": sum(r["missed"] for r in replies),
+        }
+
+    def watch_end(self, trigger: Callable[[], None], timeout: float) -> dict[str, Any]:
+        """Run `trigger` (SIGTERM) and count how the open streams end."""
+        replies = self._triggered(("watch_end", timeout), trigger, timeout)
+        counts = {key: sum(r[key] for r in replies) for key in ("clean", "eof", "reset", "open")}
+        return {**counts, "last_end_ns": max(r["last_end_ns"] for r in replies)}
+
+    def churn(self, port: int, count: int, timeout: float) -> dict[str, Any]:
+        """`count` connections that read one event and reset, split between the processes."""
+        parts = self._split(count)
+        replies = self._all(
+            [("churn", port, "/stream", part, timeout) for part in parts], timeout + 10
+        )
+        return {
+            "done": sum(r["done"] for r in replies),
+            "failed": sum(r["failed"] for r in replies),
+            "s": max(r["s"] for r in replies),
+        }
+
+    def throughput(self, port: int, n: int, timeout: float) -> dict[str, Any]:
+        """One stream of `n` events, read by the first process."""
+        self._conns[0].send(("throughput", port, n, timeout))
+        result: dict[str, Any] = self._reply(self._conns[0], timeout + 10)
+        return result
+
+    def stop(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc in self._procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()

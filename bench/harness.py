@@ -1,0 +1,198 @@
+"""The harness's command line: run the scenarios, write the JSON, print the table, draw the chart.
+
+.venv/bin/python bench/run.py [--quick | --smoke] [--scenario NAME ...] [--impl NAME ...]
+                              [--out bench/results/latest.json] [--chart PATH | --no-chart]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import report, scenarios
+from bench.client import WINDOW, Clients, raise_fd_limit
+from bench.profiles import PROFILES, Profile
+from bench.scenarios import Context, Measurement
+from bench.server import IMPLEMENTATIONS, ROOT
+
+SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm")
+CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="the < 3 minute profile")
+    size.add_argument("--smoke", action="store_true", help="a tiny run that checks the harness")
+    parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable")
+    parser.add_argument("--impl", action="append", choices=list(IMPLEMENTATIONS))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
+    chart = parser.add_mutually_exclusive_group()
+    chart.add_argument("--chart", type=Path, help="PNG (default: docs/bench.png for full)")
+    chart.add_argument("--no-chart", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _chart_path(args: argparse.Namespace, profile: Profile) -> Path | None:
+    if args.no_chart:
+        return None
+    if args.chart is not None:
+        return Path(args.chart)
+    # Only the full profile replaces the chart the README shows.
+    return {"full": ROOT / "docs/bench.png", "quick": ROOT / "bench/results/quick.png"}.get(
+        profile.name
+    )
+
+
+def _commit() -> str:
+    """The project's commit, "+dirty" when the tree has changes: which code was measured."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def _loadavg() -> list[float]:
+    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+
+
+def _cpu_times() -> tuple[float, float]:
+    """Machine-wide busy and stolen CPU seconds so far (all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of the harness and its children (servers and clients, once reaped)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _run(ctx: Context, wanted: list[str]) -> tuple[list[Measurement], dict[str, float]]:
+    measured: list[Measurement] = []
+    took: dict[str, float] = {}
+    steps: list[tuple[str, Any]] = []
+    if "throughput" in wanted:
+        steps.append(("throughput", lambda: [scenarios.throughput(ctx)]))
+    if "idle" in wanted or "broadcast" in wanted:
+        for size in ctx.profile.fleets:
+            steps.append(
+                (
+                    f"fleet_{size}",
+                    lambda size=size: scenarios.fleet(
+                        ctx, size, "idle" in wanted, "broadcast" in wanted
+                    ),
+                )
+            )
+    if "churn" in wanted:
+        steps.append(("churn", lambda: [scenarios.churn(ctx)]))
+    if "sigterm" in wanted:
+        steps.append(("sigterm", lambda: [scenarios.sigterm(ctx)]))
+    for name, step in steps:
+        start = time.monotonic()
+        measured += step()
+        took[name] = round(time.monotonic() - start, 1)
+    order = {name: i for i, name in enumerate(SCENARIOS)}
+    measured.sort(key=lambda m: (order[m.name.split("_")[0]], m.params.get("streams", 0)))
+    return measured, took
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    names = args.impl or list(profile.implementations)
+    impls = [IMPLEMENTATIONS[n] for n in names]
+    for impl in impls:
+        if not impl.python.exists():
+            sys.exit(f"{impl.name}: {impl.python} is missing (make test sets up both venvs)")
+    wanted = args.scenario or list(SCENARIOS)
+    biggest = max([*profile.fleets, profile.sigterm_streams, 2 * WINDOW])
+    if raise_fd_limit() < biggest + 1000:
+        sys.exit(f"the open-file limit is below {biggest + 1000}: raise it (ulimit -Hn)")
+
+    started = datetime.now(timezone.utc)
+    load_start, clock = _loadavg(), time.monotonic()
+    (busy_start, steal_start), own_start = _cpu_times(), _own_cpu_s()
+    clients = Clients(CLIENT_PROCESSES)  # forked first: before any server or socket exists
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+            ctx = Context(profile, impls, clients, Path(logs))
+            measured, took = _run(ctx, wanted)
+    finally:
+        clients.stop()
+
+    busy_end, steal_end = _cpu_times()
+    busy, steal = busy_end - busy_start, steal_end - steal_start
+    others = max(0.0, busy - (_own_cpu_s() - own_start))
+    results = {m.name: report.results(m) for m in measured}
+    command = "python bench/run.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    doc: dict[str, Any] = {
+        "meta": {
+            "profile": profile.name,
+            "command": command.strip(),
+            "started": started.isoformat(timespec="seconds"),
+            "commit": _commit(),
+            "duration_s": round(time.monotonic() - clock, 1),
+            "scenario_durations_s": took,
+            "implementations": names,
+            "served_by": ctx.served_by,
+            "server": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
+            "client_processes": CLIENT_PROCESSES,
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "kernel": platform.release(),
+            },
+            "noise": {
+                "loadavg_start": load_start,
+                "loadavg_end": _loadavg(),
+                # Other processes' CPU and the hypervisor's steal: noise the rounds cannot see.
+                "others_cpu_s": round(others, 1),
+                "steal_s": round(steal, 2),
+                "note": "per figure: min, max and spread = (max - min) / median over rounds",
+            },
+        },
+        "scenarios": results,
+        "targets": report.targets(results, profile.fleets),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+
+    print(report.table(results, names))
+    print()
+    print(report.target_lines(doc["targets"]))
+    print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")
+    chart = _chart_path(args, profile)
+    if chart is not None:
+        from bench.chart import draw
+
+        draw(doc, chart)
+        print(f"chart: {chart}")
+    return 0

@@ -1,0 +1,63 @@
+"""How much each scenario does: the full profile, `--quick` (< 3 min) and `--smoke` (tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes, repetitions and time limits of one harness run."""
+
+    name: str
+    implementations: tuple[str, ...]
+    reps: int  # interleaved rounds of every measurement but SIGTERM
+    events: int  # throughput: events in the one stream
+    fleets: tuple[int, ...]  # idle and broadcast: open streams per server
+    broadcasts: int  # broadcast: events sent to the whole fleet per round
+    churn: int  # churn: connections per round
+    sigterm_streams: int
+    sigterm_reps: int
+    hung_s: float  # SIGTERM: how long a server may take to exit before it counts as hung
+
+
+ALL = ("ours", "upstream", "streaming", "raw")
+
+PROFILES = {
+    "full": Profile(
+        name="full",
+        implementations=ALL,
+        reps=5,
+        events=200_000,
+        fleets=(1_000, 5_000),
+        broadcasts=10,
+        churn=5_000,
+        sigterm_streams=1_000,
+        sigterm_reps=3,
+        hung_s=10.0,
+    ),
+    "quick": Profile(
+        name="quick",
+        implementations=ALL,
+        reps=3,
+        events=50_000,
+        fleets=(1_000,),
+        broadcasts=10,
+        churn=1_000,
+        sigterm_streams=1_000,
+        sigterm_reps=1,
+        hung_s=5.0,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        implementations=("ours", "raw"),
+        reps=1,
+        events=2_000,
+        fleets=(50,),
+        broadcasts=3,
+        churn=50,
+        sigterm_streams=20,
+        sigterm_reps=1,
+        hung_s=2.0,
+    ),
+}

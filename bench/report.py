@@ -1,0 +1,270 @@
+"""From rounds to results: medians, the noise, paired ratios, targets, and the text table."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bench.scenarios import Measurement, Value
+
+
+def summary(values: Sequence[Value]) -> dict[str, Any]:
+    """Median, min, max and spread ((max - min) / median: the noise) of one figure's rounds."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return {"median": None, "min": None, "max": None, "spread": None, "samples": list(values)}
+    median = statistics.median(present)
+    spread = (max(present) - min(present)) / abs(median) if median else None
+    return {
+        "median": median,
+        "min": min(present),
+        "max": max(present),
+        "spread": spread,
+        "samples": list(values),
+    }
+
+
+def paired_ratio(a: Sequence[Value], b: Sequence[Value]) -> dict[str, Any]:
+    """a / b round by round (both ran in the same round, so they shared its noise)."""
+    ratios = [x / y for x, y in zip(a, b, strict=False) if x is not None and y]
+    return summary(ratios)
+
+
+def results(measurement: Measurement) -> dict[str, Any]:
+    """The JSON of one scenario: figures per implementation, ratios to raw and to upstream."""
+    samples = measurement.samples
+    out: dict[str, Any] = {
+        "params": measurement.params,
+        "figures": {
+            impl: {figure: summary(values) for figure, values in figures.items()}
+            for impl, figures in samples.items()
+        },
+        "ratios": {},
+        "errors_logged": {
+            impl: {"count": len(lines), "first": lines[:5]}
+            for impl, lines in measurement.errors.items()
+        },
+    }
+    for base in ("raw", "upstream"):
+        if base not in samples:
+            continue
+        out["ratios"][f"vs_{base}"] = {
+            impl: {
+                figure: paired_ratio(samples[impl][figure], samples[base][figure])
+                for figure in measurement.ratio_figures
+                if figure in samples[impl]
+            }
+            for impl in samples
+            if impl != base
+        }
+    return out
+
+
+def _stat(scenarios: dict[str, Any], path: str, stat: str = "median") -> float | None:
+    """`scenario/figures|ratios/.../figure` -> that statistic, or None when not measured."""
+    node: Any = scenarios
+    for key in path.split("/"):
+        if not isinstance(node, dict) or key not in node:
+            return None
+        node = node[key]
+    value = node.get(stat) if isinstance(node, dict) else None
+    return float(value) if value is not None else None
+
+
+def _read(path: str, stat: str = "median") -> Callable[[dict[str, Any]], float | None]:
+    return lambda scenarios: _stat(scenarios, path, stat)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for this project's figures: where it comes from and how it is read."""
+
+    text: str
+    source: str
+    value: Callable[[dict[str, Any]], float | None]
+    ok: Callable[[float], bool]
+
+
+def _targets(sizes: Sequence[int]) -> list[Target]:
+    issue, design = "issue 3", "DESIGN §3"
+    targets = [
+        Target(
+            "throughput >= 0.8x raw",
+            issue,
+            _read("throughput/ratios/vs_raw/ours/events_per_s"),
+            lambda v: v >= 0.8,
+        ),
+        Target(
+            "throughput >= 2x upstream",
+            design,
+            _read("throughput/ratios/vs_upstream/ours/events_per_s"),
+            lambda v: v >= 2.0,
+        ),
+    ]
+    for n in sizes:
+        targets += [
+            Target(
+                f"idle memory <= 16 KiB per stream ({n:,} streams)",
+                issue,
+                _read(f"idle_{n}/figures/ours/kib_per_stream"),
+                lambda v: v <= 16,
+            ),
+            Target(
+                f"idle tasks <= 2 per stream ({n:,} streams)",
+                issue,
+                _read(f"idle_{n}/figures/ours/tasks_per_stream"),
+                lambda v: v <= 2,
+            ),
+            Target(
+                f"idle memory <= 0.5x upstream ({n:,} streams)",
+                design,
+                _read(f"idle_{n}/ratios/vs_upstream/ours/kib_per_stream"),
+                lambda v: v <= 0.5,
+            ),
+            Target(
+                f"CPU per broadcast delivery <= 1.3x raw ({n:,} streams)",
+                issue,
+                _read(f"broadcast_{n}/ratios/vs_raw/ours/cpu_us_per_delivery"),
+                lambda v: v <= 1.3,
+            ),
+            Target(
+                f"broadcast p99 <= 0.5x upstream ({n:,} streams)",
+                design,
+                _read(f"broadcast_{n}/ratios/vs_upstream/ours/p99_ms"),
+                lambda v: v <= 0.5,
+            ),
+        ]
+    targets += [
+        Target(
+            "CPU per connect/disconnect <= 1.7x raw",
+            issue,
+            _read("churn/ratios/vs_raw/ours/cpu_us_per_conn"),
+            lambda v: v <= 1.7,
+        ),
+        Target(
+            "churn leaves no task behind (max over rounds)",
+            issue,
+            _read("churn/figures/ours/tasks_left", "max"),
+            lambda v: v <= 0,
+        ),
+        Target(
+            "churn leaves no stream behind (max over rounds)",
+            issue,
+            _read("churn/figures/ours/streams_left", "max"),
+            lambda v: v <= 0,
+        ),
+        Target(
+            # A leak grows memory every round; the allocator only now and then.
+            "churn: RSS back to baseline (least growth of a round <= 0.1 KiB/conn)",
+            issue,
+            _read("churn/figures/ours/rss_growth_kib_per_conn", "min"),
+            lambda v: v <= 0.1,
+        ),
+        Target(
+            "SIGTERM: server exits in < 1 s (slowest round)",
+            design,
+            _read("sigterm/figures/ours/exit_s", "max"),
+            lambda v: v < 1.0,
+        ),
+    ]
+    return targets
+
+
+def targets(scenarios: dict[str, Any], sizes: Sequence[int]) -> list[dict[str, Any]]:
+    """Each target with this run's value for this project and whether it is met."""
+    out = []
+    for target in _targets(sizes):
+        value = target.value(scenarios)
+        ok = None if value is None else target.ok(value)
+        out.append({"target": target.text, "source": target.source, "value": value, "ok": ok})
+    return out
+
+
+# The figures the table shows: (figure, label, statistic over rounds). The rest is in the JSON.
+# Leaks show as the worst round (max) or, for memory, as growth in every round (min): the
+# allocator grows in sporadic steps that a single round may catch, a leak in all of them.
+HEADLINES = {
+    "throughput": [
+        ("events_per_s", "events/s", "median"),
+        ("cpu_us_per_event", "CPU µs/event", "median"),
+    ],
+    "idle": [
+        ("kib_per_stream", "KiB/stream", "median"),
+        ("tasks_per_stream", "tasks/stream", "median"),
+    ],
+    "broadcast": [
+        ("p50_ms", "p50 ms", "median"),
+        ("p99_ms", "p99 ms", "median"),
+        ("all_ms", "all received ms", "median"),
+        ("cpu_us_per_delivery", "CPU µs/delivery", "median"),
+    ],
+    "churn": [
+        ("cpu_us_per_conn", "CPU µs/conn", "median"),
+        ("tasks_left", "tasks left (max)", "max"),
+        ("streams_left", "streams left (max)", "max"),
+        ("rss_growth_kib", "RSS growth KiB (min)", "min"),
+    ],
+    "sigterm": [
+        ("exit_s", "exit s", "median"),
+        ("hung", "hung rounds (sum)", "sum"),
+        ("clean", "ended cleanly (min)", "min"),
+        ("errors_logged", "errors logged (max)", "max"),
+    ],
+}
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 10_000:
+        return f"{value / 1000:,.0f}k"
+    if abs(value) >= 100 or value == int(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _cell(figure: dict[str, Any] | None, stat: str) -> str:
+    if not figure or figure["median"] is None:
+        return "-"
+    if stat == "sum":
+        return _number(sum(v for v in figure["samples"] if v is not None))
+    if stat != "median":
+        return _number(figure[stat])
+    spread = figure["spread"]
+    noise = f" [{spread:.0%}]" if spread is not None else ""
+    return _number(figure["median"]) + noise
+
+
+def _ratio(ratios: dict[str, Any], base: str, figure: str) -> str:
+    value = ratios.get(f"vs_{base}", {}).get("ours", {}).get(figure, {}).get("median")
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
+    """The figures as text: medians over rounds, [spread], and this project's paired ratios."""
+    head = f"{'scenario':14s} {'figure':22s}" + "".join(f" {i:>14s}" for i in implementations)
+    head += f" {'ours/raw':>9s} {'ours/upstr':>10s}"
+    lines = [head, "-" * len(head)]
+    for name, result in scenarios.items():
+        for figure, label, stat in HEADLINES[name.split("_")[0]]:
+            cells = "".join(
+                f" {_cell(result['figures'].get(impl, {}).get(figure), stat):>14s}"
+                for impl in implementations
+            )
+            ratios = result["ratios"]
+            lines.append(
+                f"{name:14s} {label:22s}{cells} {_ratio(ratios, 'raw', figure):>9s}"
+                f" {_ratio(ratios, 'upstream', figure):>10s}"
+            )
+    lines.append("median over rounds; [x%] = (max - min) / median, the noise; ratios are paired")
+    return "\n".join(lines)
+
+
+def target_lines(checked: list[dict[str, Any]]) -> str:
+    marks = {True: "met   ", False: "MISSED", None: "n/a   "}
+    return "\n".join(
+        f"{marks[t['ok']]} {t['target']:68s} {_number(t['value']):>8s}  ({t['source']})"
+        for t in checked
+    )

@@ -1,0 +1,261 @@
+"""The five scenarios of the harness; each returns what it measured, one value per round.
+
+Rounds interleave the implementations (and rotate their order), so that the noise of a shared
+machine falls on all of them alike: ratios are taken within a round, then their median.
+Server CPU and memory come from /proc, tasks and streams from the app's `/_stats`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.client import Clients
+from bench.profiles import Profile
+from bench.server import Implementation, Server
+
+Value = float | None  # None: the round gave no figure (the server hung, the stream broke)
+
+
+@dataclass
+class Measurement:
+    """One scenario's figures: per implementation, per figure, one value per round."""
+
+    name: str
+    params: dict[str, Any]
+    ratio_figures: tuple[str, ...]  # figures where a ratio between implementations means something
+    samples: dict[str, dict[str, list[Value]]] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, impl: str, **figures: Value) -> None:
+        for figure, value in figures.items():
+            self.samples.setdefault(impl, {}).setdefault(figure, []).append(value)
+
+    def add_errors(self, server: Server) -> None:
+        lines = self.errors.setdefault(server.impl.name, [])
+        lines += server.log_errors()
+
+
+@dataclass
+class Context:
+    """What every scenario needs: the profile, the contenders and the client processes."""
+
+    profile: Profile
+    implementations: list[Implementation]
+    clients: Clients
+    log_dir: Path
+    served_by: dict[str, str] = field(default_factory=dict)
+
+    def rounds(self, reps: int) -> Iterator[tuple[int, list[Implementation]]]:
+        # Rotate the order each round: nobody always runs first, right after a pause.
+        impls = self.implementations
+        for rep in range(reps):
+            k = rep % len(impls)
+            yield rep, impls[k:] + impls[:k]
+
+    @contextlib.contextmanager
+    def server(self, impl: Implementation) -> Iterator[Server]:
+        server = Server(impl, self.log_dir)
+        self.served_by[impl.name] = server.served_by
+        try:
+            yield server
+        finally:
+            server.stop()
+
+    @contextlib.contextmanager
+    def servers(self) -> Iterator[dict[str, Server]]:
+        with contextlib.ExitStack() as stack:
+            yield {i.name: stack.enter_context(self.server(i)) for i in self.implementations}
+
+    def say(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    """Nearest-rank percentile of an ascending list."""
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def throughput(ctx: Context) -> Measurement:
+    """One stream of many small events: events/s at the client, server CPU per event."""
+    n = ctx.profile.events
+    timeout = max(60.0, n / 5_000)
+    m = Measurement("throughput", {"events": n}, ("events_per_s", "cpu_us_per_event"))
+    with ctx.servers() as servers:
+        for server in servers.values():  # warm-up: imports, caches, the allocator's arenas
+            ctx.clients.throughput(server.port, max(1_000, n // 10), timeout)
+        for rep, order in ctx.rounds(ctx.profile.reps):
+            for impl in order:
+                server = servers[impl.name]
+                cpu = server.cpu_s()
+                got = ctx.clients.throughput(server.port, n, timeout)
+                cpu = server.cpu_s() - cpu
+                whole = got["complete"] and got["events"] == n
+                m.add(
+                    impl.name,
+                    events_per_s=n / got["s"] if whole else None,
+                    cpu_us_per_event=cpu / n * 1e6 if whole else None,
+                )
+                ctx.say(f"[throughput {rep + 1}] {impl.name:9s} {n / got['s']:9,.0f} events/s")
+        for server in servers.values():
+            m.add_errors(server)
+    return m
+
+
+def fleet(ctx: Context, size: int, idle: bool, broadcast: bool) -> list[Measurement]:
+    """`size` open streams on a fresh server: memory and tasks each, then broadcasts to all."""
+    idle_m = Measurement(f"idle_{size}", {"streams": size}, ("kib_per_stream", "tasks_per_stream"))
+    broadcast_m = Measurement(
+        f"broadcast_{size}",
+        {"streams": size, "broadcasts_per_round": ctx.profile.broadcasts},
+        ("p50_ms", "p99_ms", "all_ms", "cpu_us_per_delivery"),
+    )
+    for rep, order in ctx.rounds(ctx.profile.reps):
+        for impl in order:
+            # A fresh server each round: freed memory stays in the allocator and would
+            # hide the next round's growth.
+            with ctx.server(impl) as server:
+                kib, tasks, opened = _open_fleet(ctx, server, size)
+                idle_m.add(impl.name, kib_per_stream=kib, tasks_per_stream=tasks, open_s=opened)
+                if broadcast:
+                    broadcast_m.add(impl.name, **_broadcasts(ctx, server, size))
+                ctx.clients.close()
+                ctx.say(
+                    f"[fleet {size} {rep + 1}] {impl.name:9s} {kib:6.1f} KiB/stream "
+                    f"{tasks:4.2f} tasks/stream"
+                )
+                server.wait_streams(0, 10)
+                idle_m.add_errors(server)
+                broadcast_m.add_errors(server)
+    return [m for m, wanted in ((idle_m, idle), (broadcast_m, broadcast)) if wanted]
+
+
+def _open_fleet(ctx: Context, server: Server, size: int) -> tuple[float, float, float]:
+    """Open `size` streams; memory (KiB) and tasks per stream, and seconds it took to open."""
+    warm = min(50, size)  # warm-up: the first streams pay for lazy imports and first pools
+    ctx.clients.open(server.port, warm, 30)
+    ctx.clients.close()
+    server.wait_streams(0, 10)
+    base = server.quiet(5)
+    base_rss = server.rss_kib()
+    opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
+    if opened["opened"] != size:
+        raise RuntimeError(f"{server.impl.name}: opened {opened['opened']} of {size} streams")
+    stats = server.wait_streams(size, 10)
+    rss = server.rss_kib()
+    return (rss - base_rss) / size, (stats["tasks"] - base["tasks"]) / size, opened["s"]
+
+
+def _broadcasts(ctx: Context, server: Server, size: int) -> dict[str, Value]:
+    """Several broadcasts to the open fleet: latencies (median of them) and CPU per delivery."""
+    p50s, p99s, alls = [], [], []
+    cpu_total = 0.0
+    deliveries = missed = 0
+    for _ in range(ctx.profile.broadcasts):
+        sent_ns = cpu_before = 0.0
+
+        def trigger() -> None:
+            nonlocal sent_ns, cpu_before
+            cpu_before = server.cpu_s()
+            sent_ns = time.monotonic_ns()
+            server.broadcast()
+
+        got = ctx.clients.collect(trigger, 10 + size * 0.002)
+        cpu_total += server.cpu_s() - cpu_before
+        latencies = sorted((t - sent_ns) / 1e6 for t in got["arrivals"])
+        deliveries += len(latencies)
+        missed += got["missed"]
+        if latencies:
+            p50s.append(_percentile(latencies, 0.50))
+            p99s.append(_percentile(latencies, 0.99))
+            alls.append(latencies[-1])
+        time.sleep(0.05)  # let the server settle back to idle between broadcasts
+    return {
+        "p50_ms": statistics.median(p50s) if p50s else None,
+        "p99_ms": statistics.median(p99s) if p99s else None,
+        "all_ms": statistics.median(alls) if alls else None,
+        "cpu_us_per_delivery": cpu_total / deliveries * 1e6 if deliveries else None,
+        "missed": float(missed),
+    }
+
+
+def churn(ctx: Context) -> Measurement:
+    """Connections that read one event and reset: CPU each, and what they leave behind."""
+    n = ctx.profile.churn
+    timeout = max(60.0, n * 0.01)
+    m = Measurement("churn", {"connections": n}, ("cpu_us_per_conn", "conns_per_s"))
+    with ctx.servers() as servers:
+        for server in servers.values():  # warm-up, at the same concurrency as the rounds
+            ctx.clients.churn(server.port, min(n, 1_000), timeout)
+        for rep, order in ctx.rounds(ctx.profile.reps):
+            for impl in order:
+                server = servers[impl.name]
+                base = server.quiet(5)  # the last round's (or warm-up's) tasks are gone
+                base_rss, cpu = server.rss_kib(), server.cpu_s()
+                got = ctx.clients.churn(server.port, n, timeout)
+                after, settle_s = server.settle(base, 5)
+                cpu = server.cpu_s() - cpu  # after settling: the clean-up is part of the cost
+                done = got["done"]
+                m.add(
+                    impl.name,
+                    cpu_us_per_conn=cpu / done * 1e6 if done else None,
+                    conns_per_s=done / got["s"] if done else None,
+                    tasks_left=after["tasks"] - base["tasks"],
+                    streams_left=after["streams"] - base["streams"],
+                    rss_growth_kib=(grown := server.rss_kib() - base_rss),
+                    rss_growth_kib_per_conn=grown / done if done else None,
+                    settle_s=settle_s,
+                    failed=got["failed"],
+                )
+                ctx.say(
+                    f"[churn {rep + 1}] {impl.name:9s} {cpu / max(done, 1) * 1e6:7.0f} µs/conn "
+                    f"tasks left {after['tasks'] - base['tasks']}"
+                )
+        for server in servers.values():
+            m.add_errors(server)
+    return m
+
+
+def sigterm(ctx: Context) -> Measurement:
+    """SIGTERM with open streams: time to exit, how the streams ended, errors logged."""
+    size, hung_s = ctx.profile.sigterm_streams, ctx.profile.hung_s
+    m = Measurement("sigterm", {"streams": size, "hung_after_s": hung_s}, ())
+    for rep, order in ctx.rounds(ctx.profile.sigterm_reps):
+        for impl in order:
+            with ctx.server(impl) as server:
+                opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
+                server.wait_streams(opened["opened"], 10)
+                sent = 0
+
+                def trigger(server: Server = server) -> None:
+                    nonlocal sent
+                    sent = server.terminate()
+
+                # The clients stop watching when a server that is still up counts as hung.
+                ends = ctx.clients.watch_end(trigger, hung_s + 0.5)
+                exited = server.wait_exit(sent + int(hung_s * 1e9))
+                last = ends["last_end_ns"]
+                m.add(
+                    impl.name,
+                    exit_s=(server.exited_ns - sent) / 1e9 if exited else None,
+                    hung=0.0 if exited else 1.0,
+                    streams_end_s=(last - sent) / 1e9 if last and exited else None,
+                    clean=ends["clean"],
+                    cut=ends["eof"] + ends["reset"],
+                    left_open=ends["open"],
+                    errors_logged=len(server.log_errors()),
+                )
+                m.add_errors(server)
+                ctx.say(
+                    f"[sigterm {rep + 1}] {impl.name:9s} "
+                    + (f"exit {(server.exited_ns - sent) / 1e9:.2f} s" if exited else "hung")
+                    + f", {ends['clean']}/{size} ended cleanly"
+                )
+    return m

@@ -1,0 +1,199 @@
+"""The implementations compared, and one server process of each: start, measure, stop.
+
+Every server is uvicorn with uvloop and httptools, in its own process, on a socket the harness
+binds first (127.0.0.1, no port race) and passes with `--fd`. The server runs with
+cwd=bench/apps, so `import sse_starlette` finds the package of the interpreter's virtualenv.
+What the harness reads of it comes from /proc and from the app's `/_stats` endpoint.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = ROOT / "bench" / "apps"
+BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; clients keep fewer pending
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+ERROR_LINE = re.compile(r"\bERROR\b|Traceback")
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One contender: which interpreter (virtualenv) runs which app module."""
+
+    name: str
+    python: Path
+    app: str
+
+
+IMPLEMENTATIONS = {
+    impl.name: impl
+    for impl in (
+        Implementation("ours", ROOT / ".venv/bin/python", "ours_upstream:app"),
+        Implementation("upstream", ROOT / ".venv-upstream/bin/python", "ours_upstream:app"),
+        Implementation("streaming", ROOT / ".venv/bin/python", "streaming:app"),
+        Implementation("raw", ROOT / ".venv/bin/python", "raw:app"),
+    )
+}
+
+
+class Server:
+    """A running uvicorn process serving one implementation."""
+
+    def __init__(self, impl: Implementation, log_dir: Path) -> None:
+        self.impl = impl
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(BACKLOG)
+        self.port: int = sock.getsockname()[1]
+        self.log_path = log_dir / f"{impl.name}-{self.port}.log"
+        cmd = [
+            str(impl.python),
+            "-m",
+            "uvicorn",
+            impl.app,
+            "--fd",
+            str(sock.fileno()),
+            "--backlog",  # uvicorn listens again on the socket: keep the larger backlog
+            str(BACKLOG),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                cmd, cwd=APPS, pass_fds=[sock.fileno()], stdout=log, stderr=subprocess.STDOUT
+            )
+        sock.close()
+        self.exited_ns = 0
+        self._waiter = threading.Thread(target=self._wait, daemon=True)
+        self._waiter.start()
+        self.served_by = str(self._ready(30.0)["served_by"])
+
+    def _wait(self) -> None:
+        # A thread that reaps the process stamps the moment it exits (SIGTERM timing).
+        self.process.wait()
+        self.exited_ns = time.monotonic_ns()
+
+    def _ready(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.stats()
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{self.impl.name} did not start:\n{self.log()}") from None
+                time.sleep(0.05)
+
+    def get(self, path: str) -> bytes:
+        """A control request (not the measured path, so plain http.client is fine)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().read()
+        finally:
+            conn.close()
+
+    def stats(self) -> dict[str, Any]:
+        """The app's view: tasks in its event loop and streams it holds."""
+        stats: dict[str, Any] = json.loads(self.get("/_stats"))
+        return stats
+
+    def broadcast(self) -> int:
+        """One event to every open stream; the number of streams the app sent it to."""
+        return int(self.get("/_broadcast"))
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used, all threads, user and system."""
+        try:
+            # schedstat counts nanoseconds; /proc/<pid>/stat only 10 ms ticks.
+            total = 0
+            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+                total += int((task / "schedstat").read_text().split()[0])
+            return total / 1e9
+        except (OSError, ValueError):
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+    def rss_kib(self) -> int:
+        """Resident memory of the server process."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def wait_streams(self, count: int, timeout: float) -> dict[str, Any]:
+        """Poll `/_stats` until the app holds `count` streams (or the deadline passes)."""
+        deadline = time.monotonic() + timeout
+        while (stats := self.stats())["streams"] != count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return stats
+
+    def quiet(self, timeout: float) -> dict[str, Any]:
+        """Poll `/_stats` until the task count holds still (ended streams' tasks are gone)."""
+        deadline = time.monotonic() + timeout
+        stats = self.stats()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            again = self.stats()
+            if again["tasks"] == stats["tasks"] and again["streams"] == stats["streams"]:
+                return again
+            stats = again
+        return stats
+
+    def settle(self, base: dict[str, Any], timeout: float) -> tuple[dict[str, Any], float]:
+        """Poll until tasks and streams are back to `base`; the stats and the time it took."""
+        start = time.monotonic()
+        while True:
+            stats = self.stats()
+            back = stats["tasks"] <= base["tasks"] and stats["streams"] <= base["streams"]
+            if back or time.monotonic() - start > timeout:
+                return stats, time.monotonic() - start
+            time.sleep(0.05)
+
+    def terminate(self) -> int:
+        """Send SIGTERM; the monotonic ns at which it was sent."""
+        sent = time.monotonic_ns()
+        self.process.send_signal(signal.SIGTERM)
+        return sent
+
+    def wait_exit(self, deadline_ns: int) -> bool:
+        """Wait for the process to exit until `deadline_ns`; False: it hung and was killed."""
+        self._waiter.join(max(0.0, (deadline_ns - time.monotonic_ns()) / 1e9))
+        if not self._waiter.is_alive():
+            return True
+        self.process.kill()
+        self._waiter.join(10)
+        return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def log_errors(self) -> list[str]:
+        """Lines of the server's output that report an error (there should be none)."""
+        return [line for line in self.log().splitlines() if ERROR_LINE.search(line)]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(3)
+            except subprocess.TimeoutExpired:  # streams that never end keep uvicorn waiting
+                self.process.kill()
+                self.process.wait(5)
+        self._waiter.join(5)

@@ -1,0 +1,74 @@
+"""The benchmark harness runs end to end (tiny profile) and writes the results it promises.
+
+No timing is asserted: the machine is shared and noisy; bench/README.md says how to read them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+Results = dict[str, Any]
+
+pytestmark = pytest.mark.server
+
+SCENARIOS = ["throughput", "idle_50", "broadcast_50", "churn", "sigterm"]
+POSITIVE = {
+    "throughput": ["events_per_s", "cpu_us_per_event"],
+    "idle_50": ["kib_per_stream", "tasks_per_stream"],
+    "broadcast_50": ["p50_ms", "p99_ms", "all_ms", "cpu_us_per_delivery"],
+    "churn": ["cpu_us_per_conn", "conns_per_s"],
+}
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--out", str(out), "--no-chart"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ours/raw" in done.stdout  # the table was printed
+    loaded: Results = json.loads(out.read_text())
+    return loaded
+
+
+def test_every_scenario_is_reported(results: Results) -> None:
+    assert list(results["scenarios"]) == SCENARIOS
+    assert results["meta"]["implementations"] == ["ours", "raw"]
+    assert results["targets"]
+
+
+def test_figures_are_positive(results: Results) -> None:
+    for scenario, figures in POSITIVE.items():
+        for impl in ("ours", "raw"):
+            for figure in figures:
+                value = results["scenarios"][scenario]["figures"][impl][figure]["median"]
+                assert value is not None and value > 0, (scenario, impl, figure)
+        ratios = results["scenarios"][scenario]["ratios"]["vs_raw"]["ours"]
+        assert all(r["median"] > 0 for r in ratios.values())
+
+
+def test_our_server_serves_this_project(results: Results) -> None:
+    assert str(ROOT / "sse_starlette") in results["meta"]["served_by"]["ours"]
+
+
+def test_every_stream_and_task_is_accounted_for(results: Results) -> None:
+    churn = results["scenarios"]["churn"]["figures"]["ours"]
+    assert churn["failed"]["max"] == 0
+    assert churn["tasks_left"]["max"] == 0
+    assert churn["streams_left"]["max"] == 0
+    assert results["scenarios"]["broadcast_50"]["figures"]["ours"]["missed"]["max"] == 0
+    sigterm = results["scenarios"]["sigterm"]["figures"]["ours"]
+    ends = [sigterm[how]["samples"][0] for how in ("clean", "cut", "left_open")]
+    assert sum(ends) == results["scenarios"]["sigterm"]["params"]["streams"]
