@@ -69,21 +69,17 @@ def _dumps(value: Any) -> str:
         raise type(exc)(f"SSE field 'data' cannot be sent as JSON: {exc}") from exc
 
 
-def _to_utf8(text: str, fields: dict[str, Any]) -> bytes:
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # Only on the error path: find the field so the message can name it.
-        for name, value in fields.items():
-            if isinstance(value, str):
-                try:
-                    value.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    raise ValueError(
-                        f"SSE field {name!r} contains a lone surrogate that cannot be sent "
-                        f"as UTF-8 (position {exc.start}): {value!r}"
-                    ) from None
-        raise
+def _surrogate_error(fields: dict[str, Any]) -> ValueError:
+    # Only on the error path: find the field so the message can name it.
+    for name, value in fields.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return ValueError(
+                f"SSE field {name!r} contains a lone surrogate that cannot be sent "
+                f"as UTF-8 (position {exc.start}): {value!r}"
+            )
+    return ValueError("SSE event cannot be encoded as UTF-8")  # pragma: no cover
 
 
 def _encode(
@@ -95,29 +91,40 @@ def _encode(
     sep: str,
 ) -> bytes:
     """Encode one event; field order is the published package's: comment, id, event, data, retry."""
-    parts: list[str] = []
+    # Plain concatenation: this runs once per event and is measurably faster than list+join.
+    text = ""
     if comment is not None:
         comment = str(comment)
-        parts.extend(f": {line}" for line in _lines(comment))
+        for line in _lines(comment):
+            text += ": " + line + sep
     if id is not None:
-        id = _single_line("id", id)
-        if "\0" in id:
+        if type(id) is not str:
+            id = str(id)
+        if "\n" in id or "\r" in id or "\0" in id:
+            _single_line("id", id)
             # A browser ignores the whole `id` field when it contains U+0000 (§9.2.6).
             raise ValueError(f"SSE field 'id' cannot contain U+0000 NULL: {id!r}")
-        parts.append(f"id: {id}")
+        text += "id: " + id + sep
     if event is not None:
         event = _single_line("event", event)
-        parts.append(f"event: {event}")
+        text += "event: " + event + sep
     if data is not None:
-        data = _data_text(data)
-        parts.extend(f"data: {line}" for line in _lines(data))
+        if type(data) is not str:
+            data = _data_text(data)
+        if "\n" in data or "\r" in data:
+            for line in _lines(data):
+                text += "data: " + line + sep
+        else:
+            text += "data: " + data + sep
     if retry is not None:
         _check_retry(retry)
-        parts.append(f"retry: {retry}")
-    parts.append("")
-    parts.append("")
-    text = sep.join(parts)
-    return _to_utf8(text, {"comment": comment, "id": id, "event": event, "data": data})
+        text += "retry: " + str(retry) + sep
+    text += sep
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        fields = {"comment": comment, "id": id, "event": event, "data": data}
+        raise _surrogate_error({k: v for k, v in fields.items() if v is not None}) from None
 
 
 class ServerSentEvent:
@@ -193,35 +200,42 @@ def ensure_bytes(data: Any, sep: str) -> bytes:
     itself with its own separator; a dict holds the fields (`data`, `event`, `id`, `retry`,
     `comment`, optionally `sep`); anything else becomes the `data` of an event.
     """
-    if type(data) is str:
+    kind = type(data)
+    if kind is str:
         if "\n" not in data and "\r" not in data:
             try:
                 return f"data: {data}{sep}{sep}".encode()
             except UnicodeEncodeError:
                 pass  # a lone surrogate: _encode raises the error that names the field
         return _encode(data, None, None, None, None, sep)
-    if isinstance(data, (bytes, bytearray)):
-        return bytes(data)
-    if isinstance(data, memoryview):
-        return data.tobytes()
+    if kind is dict:
+        return _encode_dict(data, sep)
+    if kind is bytes:
+        return data  # type: ignore[no-any-return]
     if isinstance(data, ServerSentEvent):
         return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
     if isinstance(data, dict):
-        if not _FIELDS.issuperset(data):
-            unknown = data.keys() - _FIELDS
-            raise TypeError(
-                f"unknown SSE field(s) {sorted(map(str, unknown))} in dict; "
-                f"allowed: comment, data, event, id, retry, sep"
-            )
-        item_sep = data.get("sep")
-        item_sep = sep if item_sep is None else _check_sep(item_sep)
-        return _encode(
-            data.get("data"),
-            data.get("event"),
-            data.get("id"),
-            data.get("retry"),
-            data.get("comment"),
-            item_sep,
-        )
+        return _encode_dict(data, sep)
     # `None` too becomes `data: None`, as the published package sends it.
     return _encode("None" if data is None else data, None, None, None, None, sep)
+
+
+def _encode_dict(item: dict[str, Any], sep: str) -> bytes:
+    if not _FIELDS.issuperset(item):
+        unknown = item.keys() - _FIELDS
+        raise TypeError(
+            f"unknown SSE field(s) {sorted(map(str, unknown))} in dict; "
+            f"allowed: comment, data, event, id, retry, sep"
+        )
+    get = item.get
+    item_sep = get("sep")
+    return _encode(
+        get("data"),
+        get("event"),
+        get("id"),
+        get("retry"),
+        get("comment"),
+        sep if item_sep is None else _check_sep(item_sep),
+    )
