@@ -194,10 +194,28 @@ class EventSourceResponse(Response):
         self._cleanup_timeout = _non_negative("cleanup_timeout", cleanup_timeout)
         self.active = True
 
-        user_headers = dict(headers or {})
-        has_cache_control = any(k.lower() == "cache-control" for k in user_headers)
-        defaults = {} if has_cache_control else {"Cache-Control": "no-store"}
-        self.init_headers({**defaults, **user_headers, "X-Accel-Buffering": "no"})
+        self.init_headers(headers)
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # Header names compare case-insensitively: a user's Cache-Control, Connection or
+        # Content-Type replaces the default; X-Accel-Buffering is always "no" (nginx would
+        # otherwise hold events back), as in the published package.
+        user = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (headers or {}).items()
+            if name.lower() != "x-accel-buffering"
+        ]
+        names = {name for name, _ in user}
+        raw = [] if b"cache-control" in names else [(b"cache-control", b"no-store")]
+        raw += user
+        raw.append((b"x-accel-buffering", b"no"))
+        content_type = self.media_type
+        if content_type is not None and b"content-type" not in names:
+            if content_type.startswith("text/") and "charset=" not in content_type.lower():
+                content_type += "; charset=" + self.charset
+            raw.append((b"content-type", content_type.encode("latin-1")))
+        self.raw_headers = raw
+        self._user_connection = b"connection" in names
 
     @property
     def ping_interval(self) -> int | float:
@@ -223,7 +241,7 @@ class EventSourceResponse(Response):
             # An event stream is no websocket: answer the handshake with the response's
             # status and headers and no body, and never start the generator.
             send = _websocket_denial(send)
-        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        elif not self._user_connection and scope.get("http_version", "1.1") in ("1.0", "1.1"):
             headers = [*headers, (b"connection", b"keep-alive")]  # forbidden in HTTP/2 and 3
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         if scope["type"] == "websocket" or scope.get("method") == "HEAD":
