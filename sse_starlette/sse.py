@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -30,7 +30,7 @@ __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
 logger = logging.getLogger(__name__)
 
 Content = str | bytes | dict[str, Any] | ServerSentEvent | Any
-SyncContentStream = Iterator[Content]
+SyncContentStream = Iterable[Content]
 AsyncContentStream = AsyncIterable[Content]
 ContentStream = AsyncContentStream | SyncContentStream
 
@@ -52,6 +52,12 @@ class _AppStatusMeta(type):
             _shutdown.drain()
         else:
             _shutdown.reset()
+
+    @should_exit.deleter
+    def should_exit(cls) -> None:
+        # monkeypatch / mock.patch restore a class attribute they did not find in the class
+        # __dict__ by deleting it: that must leave the published default, False.
+        _shutdown.reset()
 
 
 class AppStatus(metaclass=_AppStatusMeta):
@@ -335,7 +341,11 @@ class _Stream:
         limit = self.response._cleanup_timeout
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(limit if limit is not None else float("inf")) as timer:
-                await aclose()
+                try:
+                    await aclose()
+                except Exception:
+                    # The error that interrupted the stream is the one to raise, not this.
+                    logger.exception("generator raised while being closed")
         if timer.cancelled_caught:
             logger.warning("generator cleanup exceeded cleanup_timeout=%ss; cancelled", limit)
 

@@ -1,0 +1,809 @@
+"""`EventSourceResponse` in-process: headers, streaming, pings, disconnect, errors, shutdown.
+
+Every async test runs on asyncio and on trio (see `anyio_backend` in conftest.py). Waits
+are on events and deadlines, never on sleeps; short ping intervals appear only where a ping
+is what the test is about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from functools import partial
+from typing import Any
+from unittest import mock
+
+import anyio
+import pytest
+from starlette.background import BackgroundTask
+from starlette.types import Message, Scope
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette.sse import AppStatus, SendTimeoutError
+from tests.asgi import ASGICall, asgi_call
+
+PING_COMMENT = re.compile(
+    rb": ping - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?\+00:00\n\n",
+)
+
+
+class Probe:
+    """What happened to a generator: whether it started and whether its `finally` ran."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.finalized = False
+
+
+async def idle_after(first: Any, probe: Probe | None = None) -> AsyncIterator[Any]:
+    """Yield `first`, then wait forever (the stream stays open and idle)."""
+    probe = probe or Probe()
+    probe.started = True
+    try:
+        yield first
+        await anyio.sleep_forever()
+    finally:
+        probe.finalized = True
+
+
+async def app_ended(call: ASGICall, timeout: float = 5) -> None:
+    """Wait for the app to return, before leaving `asgi_call` disconnects the client."""
+    with anyio.fail_after(timeout):
+        await call.done.wait()
+
+
+def header_pairs(call: ASGICall) -> list[tuple[str, str]]:
+    return [(k.decode().lower(), v.decode()) for k, v in call.start["headers"]]
+
+
+def header(call: ASGICall, name: str) -> list[str]:
+    return [v for k, v in header_pairs(call) if k == name]
+
+
+def http_scope() -> Scope:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [],
+        "client": ("127.0.0.1", 1234),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+class StuckClient:
+    """Stays connected but stops reading: every body send blocks forever."""
+
+    def __init__(self) -> None:
+        self.blocked: list[Message] = []
+        self._request_sent = False
+
+    async def receive(self) -> Message:
+        if not self._request_sent:
+            self._request_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.blocked.append(message)
+            await anyio.sleep_forever()
+
+
+# --- headers -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_content_type_is_event_stream_utf8() -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
+        await call.wait_chunks(1)
+    assert header(call, "content-type") == ["text/event-stream; charset=utf-8"]
+
+
+@pytest.mark.anyio
+async def test_cache_control_is_no_store_by_default() -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
+        await call.wait_chunks(1)
+    assert header(call, "cache-control") == ["no-store"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["Cache-Control", "cache-control", "CACHE-CONTROL"])
+async def test_user_cache_control_in_any_case_replaces_the_default(name: str) -> None:
+    response = EventSourceResponse(idle_after("x"), headers={name: "public, max-age=5"})
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+    assert header(call, "cache-control") == ["public, max-age=5"]
+
+
+@pytest.mark.anyio
+async def test_user_headers_are_kept() -> None:
+    response = EventSourceResponse(idle_after("x"), headers={"X-Custom": "yes", "X-Other": "1"})
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+    assert header(call, "x-custom") == ["yes"]
+    assert header(call, "x-other") == ["1"]
+
+
+@pytest.mark.anyio
+async def test_x_accel_buffering_is_no() -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
+        await call.wait_chunks(1)
+    assert header(call, "x-accel-buffering") == ["no"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["x-accel-buffering", "X-ACCEL-BUFFERING"])
+async def test_user_x_accel_buffering_in_any_case_leaves_a_single_no(name: str) -> None:
+    response = EventSourceResponse(idle_after("x"), headers={name: "yes"})
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+    assert header(call, "x-accel-buffering") == ["no"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("http_version", "expected"),
+    [("1.0", ["keep-alive"]), ("1.1", ["keep-alive"]), ("2", [])],
+)
+async def test_connection_keep_alive_only_on_http1(http_version: str, expected: list[str]) -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x")), http_version=http_version) as call:
+        await call.wait_chunks(1)
+    assert header(call, "connection") == expected
+
+
+@pytest.mark.anyio
+async def test_user_connection_header_is_not_duplicated_on_http1() -> None:
+    response = EventSourceResponse(idle_after("x"), headers={"Connection": "keep-alive"})
+    async with asgi_call(response, http_version="1.1") as call:
+        await call.wait_chunks(1)
+    assert header(call, "connection") == ["keep-alive"]
+
+
+@pytest.mark.anyio
+async def test_status_code_is_honoured() -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x"), status_code=202)) as call:
+        await call.wait_chunks(1)
+    assert call.start["status"] == 202
+
+
+@pytest.mark.anyio
+async def test_media_type_is_honoured() -> None:
+    response = EventSourceResponse(idle_after("x"), media_type="text/plain")
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+    assert header(call, "content-type") == ["text/plain; charset=utf-8"]
+
+
+# --- items on the wire ----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_items_reach_the_wire_one_by_one_in_order_then_a_final_empty_chunk() -> None:
+    items: list[Any] = [
+        "plain",
+        {"event": "e", "data": "d"},
+        ServerSentEvent("s", id="1"),
+        b"data: raw\r\n\r\n",
+    ]
+    expected = [
+        b"data: plain\r\n\r\n",
+        b"event: e\r\ndata: d\r\n\r\n",
+        b"id: 1\r\ndata: s\r\n\r\n",
+        b"data: raw\r\n\r\n",
+    ]
+    release_send, release_receive = anyio.create_memory_object_stream[None](0)
+
+    async def one_per_release() -> AsyncIterator[Any]:
+        for item in items:
+            await release_receive.receive()
+            yield item
+
+    async with asgi_call(EventSourceResponse(one_per_release())) as call:
+        for i in range(len(items)):
+            with anyio.fail_after(5):
+                await release_send.send(None)
+            # Item i is on the wire before item i + 1 is even produced: no buffering.
+            assert (await call.wait_chunks(i + 1))[: i + 1] == expected[: i + 1]
+        await call.wait_until(lambda c: c.complete)
+    assert call.messages[1:] == [
+        *({"type": "http.response.body", "body": b, "more_body": True} for b in expected),
+        {"type": "http.response.body", "body": b"", "more_body": False},
+    ]
+    release_send.close()
+    release_receive.close()
+
+
+@pytest.mark.anyio
+async def test_a_list_is_streamed() -> None:
+    items: list[Any] = ["a", {"data": "b"}]
+    async with asgi_call(EventSourceResponse(items)) as call:
+        await call.wait_until(lambda c: c.complete)
+    assert call.chunks == [b"data: a\r\n\r\n", b"data: b\r\n\r\n", b""]
+
+
+@pytest.mark.anyio
+async def test_a_sync_generator_is_streamed_from_a_worker_thread() -> None:
+    threads: list[threading.Thread] = []
+
+    def numbers() -> Iterator[str]:
+        for i in range(3):
+            threads.append(threading.current_thread())
+            yield str(i)
+
+    async with asgi_call(EventSourceResponse(numbers())) as call:
+        await call.wait_until(lambda c: c.complete)
+    assert call.chunks == [b"data: 0\r\n\r\n", b"data: 1\r\n\r\n", b"data: 2\r\n\r\n", b""]
+    assert threads and threading.current_thread() not in threads
+
+
+@pytest.mark.anyio
+async def test_sep_applies_to_str_and_dict_items() -> None:
+    items = ["a", "x\ny", {"event": "e", "data": "d"}]
+    async with asgi_call(EventSourceResponse(iter(items), sep="\n")) as call:
+        await call.wait_until(lambda c: c.complete)
+    assert call.chunks == [b"data: a\n\n", b"data: x\ndata: y\n\n", b"event: e\ndata: d\n\n", b""]
+
+
+# --- ping ------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_default_ping_is_a_timestamp_comment_with_the_response_sep() -> None:
+    async with asgi_call(EventSourceResponse(idle_after("x"), ping=0.05, sep="\n")) as call:
+        chunks = await call.wait_chunks(2)
+    assert chunks[0] == b"data: x\n\n"
+    assert PING_COMMENT.fullmatch(chunks[1]), chunks[1]
+
+
+@pytest.mark.anyio
+async def test_ping_zero_sends_no_ping() -> None:
+    silent = EventSourceResponse(idle_after("quiet"), ping=0)
+    pinging = EventSourceResponse(idle_after("loud"), ping=0.05)
+    async with asgi_call(silent) as quiet, asgi_call(pinging) as loud:
+        await quiet.wait_chunks(1)
+        # Several pings of the comparison stream bound the time the silent one had to ping.
+        await loud.wait_chunks(4)
+        assert quiet.chunks == [b"data: quiet\r\n\r\n"]
+
+
+@pytest.mark.anyio
+async def test_float_ping_interval_is_honoured() -> None:
+    response = EventSourceResponse(idle_after("x"), ping=0.1)
+    assert response.ping_interval == 0.1
+    began = anyio.current_time()
+    async with asgi_call(response) as call:
+        await call.wait_chunks(2, timeout=1)
+        first_ping_after = anyio.current_time() - began
+        # Three pings well within what an interval rounded up to 1 s would take.
+        chunks = await call.wait_chunks(4, timeout=1.5)
+    assert first_ping_after >= 0.095
+    assert all(chunk.startswith(b": ping - ") for chunk in chunks[1:4])
+
+
+@pytest.mark.anyio
+async def test_ping_message_factory_is_used() -> None:
+    response = EventSourceResponse(
+        idle_after("x"),
+        ping=0.05,
+        ping_message_factory=lambda: ServerSentEvent(comment="still here"),
+    )
+    async with asgi_call(response) as call:
+        chunks = await call.wait_chunks(3)
+    assert chunks[1:3] == [b": still here\r\n\r\n"] * 2
+
+
+@pytest.mark.parametrize(
+    ("ping", "error"),
+    [(-1, ValueError), (-0.5, ValueError), ("5", TypeError), (True, TypeError), (False, TypeError)],
+)
+def test_invalid_ping_is_rejected(ping: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        EventSourceResponse(iter([]), ping=ping)
+
+
+@pytest.mark.parametrize(
+    ("ping", "error"),
+    [(-1, ValueError), ("5", TypeError), (True, TypeError), (None, TypeError)],
+)
+def test_ping_interval_setter_validates(ping: Any, error: type[Exception]) -> None:
+    response = EventSourceResponse(iter([]), ping=3)
+    with pytest.raises(error):
+        response.ping_interval = ping
+    assert response.ping_interval == 3
+
+
+def test_ping_interval_setter_accepts_int_and_float() -> None:
+    response = EventSourceResponse(iter([]))
+    assert response.ping_interval == EventSourceResponse.DEFAULT_PING_INTERVAL
+    response.ping_interval = 0
+    assert response.ping_interval == 0
+    response.ping_interval = 2.5
+    assert response.ping_interval == 2.5
+
+
+# --- constructor validation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sep", ["", "\t", "\n\n", "\r\n\r\n", " "])
+def test_invalid_sep_is_rejected(sep: str) -> None:
+    with pytest.raises(ValueError):
+        EventSourceResponse(iter([]), sep=sep)
+
+
+@pytest.mark.parametrize("name", ["shutdown_grace_period", "cleanup_timeout", "send_timeout"])
+def test_negative_timeouts_are_rejected(name: str) -> None:
+    with pytest.raises(ValueError):
+        EventSourceResponse(iter([]), **{name: -0.1})  # type: ignore[arg-type]
+
+
+def test_enable_compression_is_not_supported() -> None:
+    with pytest.raises(NotImplementedError):
+        EventSourceResponse(iter([])).enable_compression()
+
+
+# --- disconnect --------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_disconnect_runs_the_generator_finally_and_the_app_returns_cleanly() -> None:
+    probe = Probe()
+    async with asgi_call(EventSourceResponse(idle_after("x", probe))) as call:
+        await call.wait_chunks(1)
+        call.disconnect()
+        await app_ended(call)
+    assert probe.finalized
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_no_body_is_sent_after_the_disconnect() -> None:
+    sent_when_disconnected: list[int] = []
+
+    async def endless() -> AsyncIterator[str]:
+        while True:
+            yield "tick"
+            await anyio.sleep(0)
+
+    async def on_close(message: Message) -> None:
+        sent_when_disconnected.append(len(call.messages))
+
+    response = EventSourceResponse(endless(), client_close_handler_callable=on_close)
+    async with asgi_call(response) as call:
+        await call.wait_chunks(3)
+        call.disconnect()
+        await app_ended(call)
+    assert sent_when_disconnected == [len(call.messages)]
+    assert not call.complete  # nor the final empty chunk: nobody is there to read it
+
+
+@pytest.mark.anyio
+async def test_client_close_handler_is_awaited_with_the_disconnect_message() -> None:
+    received: list[Message] = []
+
+    async def on_close(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        received.append(message)
+
+    response = EventSourceResponse(idle_after("x"), client_close_handler_callable=on_close)
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+    assert received == [{"type": "http.disconnect"}]
+
+
+@pytest.mark.anyio
+async def test_response_becomes_inactive_on_disconnect() -> None:
+    response = EventSourceResponse(idle_after("x"))
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+        assert response.active
+    assert response.active is False
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_generator_exception_propagates_as_itself() -> None:
+    boom = RuntimeError("boom")
+
+    async def failing() -> AsyncIterator[str]:
+        yield "x"
+        raise boom
+
+    async with asgi_call(EventSourceResponse(failing())) as call:
+        await app_ended(call)
+    assert call.exception is boom
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "item",
+    [{"id": "a\nb", "data": "x"}, {"data": "x", "retry": -1}],
+    ids=["id-with-newline", "negative-retry"],
+)
+async def test_encoding_error_raises_value_error_and_closes_the_generator(
+    item: dict[str, Any],
+) -> None:
+    probe = Probe()
+    async with asgi_call(EventSourceResponse(idle_after(item, probe))) as call:
+        await app_ended(call)
+    assert type(call.exception) is ValueError
+    assert probe.finalized
+    assert call.chunks == []
+
+
+@pytest.mark.anyio
+async def test_error_in_generator_cleanup_is_logged_and_the_original_error_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {"data": "x", "retry": -1}
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    async with asgi_call(EventSourceResponse(events())) as call:
+        await app_ended(call)
+    assert type(call.exception) is ValueError
+    assert "generator raised while being closed" in caplog.text
+    assert "cleanup failed" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_data_sender_exception_propagates_as_itself() -> None:
+    boom = LookupError("sender failed")
+
+    async def sender() -> None:
+        raise boom
+
+    response = EventSourceResponse(idle_after("x"), data_sender_callable=sender)
+    async with asgi_call(response) as call:
+        await app_ended(call)
+    assert call.exception is boom
+
+
+# --- send_timeout -------------------------------------------------------------------------------
+
+
+def test_send_timeout_error_is_a_timeout_error() -> None:
+    assert issubclass(SendTimeoutError, TimeoutError)
+
+
+@pytest.mark.anyio
+async def test_event_send_that_never_completes_raises_send_timeout_and_closes_generator() -> None:
+    probe = Probe()
+    client = StuckClient()
+    response = EventSourceResponse(idle_after("x", probe), send_timeout=0.1)
+    with anyio.fail_after(5), pytest.raises(SendTimeoutError):
+        await response(http_scope(), client.receive, client.send)
+    assert client.blocked[0]["body"] == b"data: x\r\n\r\n"
+    assert probe.finalized
+
+
+@pytest.mark.anyio
+async def test_ping_send_that_never_completes_raises_send_timeout_and_closes_generator() -> None:
+    probe = Probe()
+    started = anyio.Event()
+
+    async def silent() -> AsyncIterator[str]:
+        probe.started = True
+        started.set()
+        try:
+            await anyio.sleep_forever()
+            yield "never"
+        finally:
+            probe.finalized = True
+
+    client = StuckClient()
+    response = EventSourceResponse(silent(), ping=0.05, send_timeout=0.1)
+    with anyio.fail_after(5), pytest.raises(SendTimeoutError):
+        await response(http_scope(), client.receive, client.send)
+    assert started.is_set()
+    assert [m["body"][:9] for m in client.blocked] == [b": ping - "]
+    assert probe.finalized
+
+
+# --- cleanup_timeout ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_generator_cleanup_is_cut_off_after_cleanup_timeout_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cleanup_started = anyio.Event()
+    release = anyio.Event()
+
+    async def stubborn() -> AsyncIterator[dict[str, Any]]:
+        try:
+            yield {"id": "a\nb"}
+        finally:
+            cleanup_started.set()
+            await release.wait()  # forever, as far as the response can tell
+
+    response = EventSourceResponse(stubborn(), cleanup_timeout=0.2)
+    began = anyio.current_time()
+    with caplog.at_level(logging.WARNING, logger="sse_starlette"):
+        async with asgi_call(response) as call:
+            try:
+                with anyio.fail_after(2):
+                    await call.done.wait()
+                took = anyio.current_time() - began
+            finally:
+                release.set()  # a response that does wait for the cleanup fails, not hangs
+    assert type(call.exception) is ValueError
+    assert cleanup_started.is_set()
+    assert 0.19 <= took < 1.0
+    assert [r.levelno for r in caplog.records if r.name.startswith("sse_starlette")] == [
+        logging.WARNING
+    ]
+
+
+# --- data_sender_callable ---------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_memory_channel_fed_by_data_sender_streams_all_items_then_ends() -> None:
+    send_channel, receive_channel = anyio.create_memory_object_stream[dict[str, str]](2)
+
+    async def data_producer(channel: anyio.abc.ObjectSendStream[dict[str, str]]) -> None:
+        async with channel:
+            for i in range(5):
+                await channel.send({"data": f"Item {i}"})
+
+    response = EventSourceResponse(
+        receive_channel, data_sender_callable=partial(data_producer, send_channel)
+    )
+    async with asgi_call(response) as call:
+        await call.wait_until(lambda c: c.complete)
+    receive_channel.close()
+    assert call.chunks == [*(f"data: Item {i}\r\n\r\n".encode() for i in range(5)), b""]
+    assert call.exception is None
+
+
+# --- HEAD, websocket, background ----------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_head_sends_headers_and_an_empty_body_without_starting_the_generator() -> None:
+    probe = Probe()
+    async with asgi_call(EventSourceResponse(idle_after("x", probe)), method="HEAD") as call:
+        await call.wait_until(lambda c: c.complete)
+    assert [m["type"] for m in call.messages] == ["http.response.start", "http.response.body"]
+    assert header(call, "content-type") == ["text/event-stream; charset=utf-8"]
+    assert call.messages[1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    assert not probe.started
+
+
+@pytest.mark.anyio
+async def test_head_still_runs_the_background_task() -> None:
+    ran: list[str] = []
+    response = EventSourceResponse(
+        idle_after("x"), background=BackgroundTask(ran.append, "background")
+    )
+    async with asgi_call(response, method="HEAD") as call:
+        await app_ended(call)
+    assert ran == ["background"]
+
+
+@pytest.mark.anyio
+async def test_websocket_scope_gets_a_websocket_http_response_without_the_generator() -> None:
+    probe = Probe()
+    response = EventSourceResponse(idle_after("x", probe), status_code=403)
+    async with asgi_call(response, scope_type="websocket") as call:
+        await app_ended(call)
+    assert [m["type"] for m in call.messages] == [
+        "websocket.http.response.start",
+        "websocket.http.response.body",
+    ]
+    assert call.start["status"] == 403
+    assert call.messages[1]["body"] == b""
+    assert not call.messages[1]["more_body"]
+    assert not probe.started
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_background_task_runs_after_the_stream_ends() -> None:
+    seen: list[list[bytes]] = []
+    calls: list[ASGICall] = []
+
+    async def after() -> None:
+        seen.append(calls[0].chunks)
+
+    response = EventSourceResponse(iter(["a", "b"]), background=BackgroundTask(after))
+    async with asgi_call(response) as call:
+        calls.append(call)
+        await app_ended(call)
+    assert seen == [[b"data: a\r\n\r\n", b"data: b\r\n\r\n", b""]]
+
+
+# --- shutdown ----------------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_should_exit_ends_an_open_stream_cleanly_and_closes_the_generator() -> None:
+    probe = Probe()
+    async with asgi_call(EventSourceResponse(idle_after("x", probe))) as call:
+        await call.wait_chunks(1)
+        AppStatus.should_exit = True
+        await call.wait_until(lambda c: c.complete, timeout=2)
+        await app_ended(call)
+    assert call.chunks == [b"data: x\r\n\r\n", b""]
+    assert probe.finalized
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_stream_started_while_should_exit_ends_at_once() -> None:
+    AppStatus.should_exit = True
+    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
+        await call.wait_until(lambda c: c.complete, timeout=1)
+    assert call.chunks[-1] == b""
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_shutdown_event_lets_the_generator_send_a_farewell_before_the_end() -> None:
+    shutdown = anyio.Event()
+
+    async def polite() -> AsyncIterator[Any]:
+        yield "hello"
+        await shutdown.wait()
+        yield {"event": "bye", "data": "farewell"}
+
+    response = EventSourceResponse(polite(), shutdown_event=shutdown, shutdown_grace_period=1)
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+        AppStatus.should_exit = True
+        await call.wait_until(lambda c: c.complete, timeout=0.9)
+    assert call.chunks == [b"data: hello\r\n\r\n", b"event: bye\r\ndata: farewell\r\n\r\n", b""]
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_generator_ignoring_shutdown_event_is_cancelled_after_the_grace_period() -> None:
+    shutdown = anyio.Event()
+    probe = Probe()
+    response = EventSourceResponse(
+        idle_after("x", probe), shutdown_event=shutdown, shutdown_grace_period=0.2
+    )
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+        began = anyio.current_time()
+        AppStatus.should_exit = True
+        await call.wait_until(lambda c: c.complete, timeout=2)
+        took = anyio.current_time() - began
+    assert shutdown.is_set()
+    assert 0.15 <= took < 1.0
+    assert probe.finalized
+    assert call.chunks == [b"data: x\r\n\r\n", b""]
+
+
+@pytest.fixture
+def saved_app_status() -> Iterator[None]:
+    saved = AppStatus.enable_automatic_graceful_drain, AppStatus.original_handler
+    AppStatus.original_handler = None
+    yield
+    AppStatus.enable_automatic_graceful_drain, AppStatus.original_handler = saved
+
+
+@pytest.mark.usefixtures("saved_app_status")
+def test_automatic_graceful_drain_can_be_disabled_and_enabled_again() -> None:
+    AppStatus.disable_automatic_graceful_drain()
+    assert AppStatus.enable_automatic_graceful_drain is False
+    AppStatus.enable_automatic_graceful_drain_mode()
+    assert AppStatus.enable_automatic_graceful_drain is True
+
+
+@pytest.mark.usefixtures("saved_app_status")
+def test_handle_exit_sets_should_exit_only_when_automatic_drain_is_enabled() -> None:
+    AppStatus.disable_automatic_graceful_drain()
+    AppStatus.handle_exit()
+    assert AppStatus.should_exit is False
+    AppStatus.enable_automatic_graceful_drain_mode()
+    AppStatus.handle_exit()
+    assert AppStatus.should_exit is True
+
+
+@pytest.mark.usefixtures("saved_app_status")
+def test_handle_exit_calls_the_original_handler_with_its_arguments() -> None:
+    calls: list[tuple[Any, ...]] = []
+    AppStatus.original_handler = lambda *args, **kwargs: calls.append((args, kwargs))
+    AppStatus.handle_exit("server", 15, frame=None)
+    assert calls == [(("server", 15), {"frame": None})]
+
+
+def test_monkeypatching_should_exit_is_undone_cleanly() -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(AppStatus, "should_exit", True)
+        assert AppStatus.should_exit is True
+    assert AppStatus.should_exit is False
+
+
+def test_mock_patching_should_exit_is_undone_cleanly() -> None:
+    with mock.patch.object(AppStatus, "should_exit", True):
+        assert AppStatus.should_exit is True
+    assert AppStatus.should_exit is False
+
+
+def test_should_exit_ends_streams_in_several_event_loops_in_several_threads() -> None:
+    backends = ["asyncio", "asyncio", "trio"]
+    ready = [threading.Event() for _ in backends]
+    results: list[dict[str, Any]] = [{} for _ in backends]
+
+    async def one_stream(ready: threading.Event, result: dict[str, Any]) -> None:
+        probe = Probe()
+        async with asgi_call(EventSourceResponse(idle_after("x", probe))) as call:
+            await call.wait_chunks(1)
+            ready.set()
+            await call.wait_until(lambda c: c.complete, timeout=5)
+        result.update(chunks=call.chunks, exception=call.exception, finalized=probe.finalized)
+
+    def run(backend: str, ready: threading.Event, result: dict[str, Any]) -> None:
+        try:
+            anyio.run(one_stream, ready, result, backend=backend)
+        except BaseException as exc:
+            result["error"] = exc
+            ready.set()
+
+    threads = [
+        threading.Thread(target=run, args=args, daemon=True)
+        for args in zip(backends, ready, results, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        assert all(event.wait(5) for event in ready), results
+        AppStatus.should_exit = True
+    finally:
+        AppStatus.should_exit = True  # never leave a thread waiting on a failed test
+        for thread in threads:
+            thread.join(5)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == [
+        {"chunks": [b"data: x\r\n\r\n", b""], "exception": None, "finalized": True}
+    ] * len(backends)
+
+
+# --- lean ---------------------------------------------------------------------------------------
+
+
+def task_count(backend: str) -> int:
+    if backend == "asyncio":
+        return len(asyncio.all_tasks())
+    import trio
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    count, pending = 0, [root]
+    while pending:
+        task = pending.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
+
+
+@pytest.mark.anyio
+async def test_an_idle_stream_adds_at_most_two_tasks_and_leaves_none_behind(
+    anyio_backend: str,
+) -> None:
+    baseline = task_count(anyio_backend)
+    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
+        await call.wait_chunks(1)
+        # Counting the task that runs the app, as a server runs it.
+        during = task_count(anyio_backend)
+    after = task_count(anyio_backend)
+    assert baseline < during <= baseline + 2
+    assert after == baseline
