@@ -8,7 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,30 +17,50 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Server:
-    def __init__(self, process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    """A server process whose output is read as it comes, so waits wake on each new line."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int) -> None:
         self.process = process
         self.port = port
-        self.log_path = log_path
         self.url = f"http://127.0.0.1:{port}"
+        self._lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self._lines.append(line.decode(errors="replace"))
+                self._changed.notify_all()
+        with self._changed:  # EOF: the process is gone; wake waiters to say so
+            self._lines.append("")
+            self._changed.notify_all()
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        with self._changed:
+            return "".join(self._lines)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
 
     def wait_exit(self, timeout: float) -> int:
-        return self.process.wait(timeout=timeout)
+        code = self.process.wait(timeout=timeout)
+        self._reader.join(timeout)  # the whole log has been read
+        return code
 
     def wait_log(self, text: str, timeout: float = 10.0) -> None:
-        """Poll the server's log until `text` appears (deadline, not a fixed sleep)."""
+        """Wait until `text` appears in the server's output, or fail at the deadline."""
         deadline = time.monotonic() + timeout
-        while text not in self.log():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not in server log:\n{self.log()}")
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{self.log()}")
-            time.sleep(0.02)
+        with self._changed:
+            while text not in "".join(self._lines):
+                if self._lines[-1:] == [""]:
+                    raise AssertionError(f"server exited early:\n{''.join(self._lines)}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"{text!r} not in server log:\n{''.join(self._lines)}")
+                self._changed.wait(remaining)
 
 
 @contextlib.contextmanager
@@ -57,17 +77,18 @@ def start_server(app: str, *args: str, server: str = "uvicorn") -> Iterator[Serv
     else:  # pragma: no cover - other servers arrive with the shutdown issue
         raise ValueError(server)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with tempfile.NamedTemporaryFile(prefix="server-", suffix=".log") as log:
-        process = subprocess.Popen(
-            cmd, cwd=ROOT, pass_fds=[fd], stdout=log, stderr=subprocess.STDOUT, env=env
-        )
-        sock.close()
-        try:
-            yield Server(process, port, Path(log.name))
-        finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait(timeout=10)
+    process = subprocess.Popen(
+        cmd, cwd=ROOT, pass_fds=[fd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+    )
+    sock.close()
+    try:
+        yield Server(process, port)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def raw_request(port: int, path: str, method: str = "GET", headers: str = "") -> socket.socket:
