@@ -103,17 +103,22 @@ class StuckClient:
 # --- headers -----------------------------------------------------------------------------
 
 
+async def first_chunk(app: Any, **kwargs: Any) -> ASGICall:
+    """Run `app` until its first body chunk has been sent, then disconnect."""
+    async with asgi_call(app, **kwargs) as call:
+        await call.wait_chunks(1)
+    return call
+
+
 @pytest.mark.anyio
 async def test_content_type_is_event_stream_utf8() -> None:
-    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(EventSourceResponse(idle_after("x")))
     assert header(call, "content-type") == ["text/event-stream; charset=utf-8"]
 
 
 @pytest.mark.anyio
 async def test_cache_control_is_no_store_by_default() -> None:
-    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(EventSourceResponse(idle_after("x")))
     assert header(call, "cache-control") == ["no-store"]
 
 
@@ -121,24 +126,21 @@ async def test_cache_control_is_no_store_by_default() -> None:
 @pytest.mark.parametrize("name", ["Cache-Control", "cache-control", "CACHE-CONTROL"])
 async def test_user_cache_control_in_any_case_replaces_the_default(name: str) -> None:
     response = EventSourceResponse(idle_after("x"), headers={name: "public, max-age=5"})
-    async with asgi_call(response) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(response)
     assert header(call, "cache-control") == ["public, max-age=5"]
 
 
 @pytest.mark.anyio
 async def test_user_headers_are_kept() -> None:
     response = EventSourceResponse(idle_after("x"), headers={"X-Custom": "yes", "X-Other": "1"})
-    async with asgi_call(response) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(response)
     assert header(call, "x-custom") == ["yes"]
     assert header(call, "x-other") == ["1"]
 
 
 @pytest.mark.anyio
 async def test_x_accel_buffering_is_no() -> None:
-    async with asgi_call(EventSourceResponse(idle_after("x"))) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(EventSourceResponse(idle_after("x")))
     assert header(call, "x-accel-buffering") == ["no"]
 
 
@@ -146,8 +148,7 @@ async def test_x_accel_buffering_is_no() -> None:
 @pytest.mark.parametrize("name", ["x-accel-buffering", "X-ACCEL-BUFFERING"])
 async def test_user_x_accel_buffering_in_any_case_leaves_a_single_no(name: str) -> None:
     response = EventSourceResponse(idle_after("x"), headers={name: "yes"})
-    async with asgi_call(response) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(response)
     assert header(call, "x-accel-buffering") == ["no"]
 
 
@@ -157,31 +158,27 @@ async def test_user_x_accel_buffering_in_any_case_leaves_a_single_no(name: str) 
     [("1.0", ["keep-alive"]), ("1.1", ["keep-alive"]), ("2", [])],
 )
 async def test_connection_keep_alive_only_on_http1(http_version: str, expected: list[str]) -> None:
-    async with asgi_call(EventSourceResponse(idle_after("x")), http_version=http_version) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(EventSourceResponse(idle_after("x")), http_version=http_version)
     assert header(call, "connection") == expected
 
 
 @pytest.mark.anyio
 async def test_user_connection_header_is_not_duplicated_on_http1() -> None:
     response = EventSourceResponse(idle_after("x"), headers={"Connection": "keep-alive"})
-    async with asgi_call(response, http_version="1.1") as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(response, http_version="1.1")
     assert header(call, "connection") == ["keep-alive"]
 
 
 @pytest.mark.anyio
 async def test_status_code_is_honoured() -> None:
-    async with asgi_call(EventSourceResponse(idle_after("x"), status_code=202)) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(EventSourceResponse(idle_after("x"), status_code=202))
     assert call.start["status"] == 202
 
 
 @pytest.mark.anyio
 async def test_media_type_is_honoured() -> None:
     response = EventSourceResponse(idle_after("x"), media_type="text/plain")
-    async with asgi_call(response) as call:
-        await call.wait_chunks(1)
+    call = await first_chunk(response)
     assert header(call, "content-type") == ["text/plain; charset=utf-8"]
 
 
@@ -396,8 +393,7 @@ async def test_client_close_handler_is_awaited_with_the_disconnect_message() -> 
         received.append(message)
 
     response = EventSourceResponse(idle_after("x"), client_close_handler_callable=on_close)
-    async with asgi_call(response) as call:
-        await call.wait_chunks(1)
+    await first_chunk(response)
     assert received == [{"type": "http.disconnect"}]
 
 
