@@ -1,4 +1,4 @@
-"""Every Python snippet in the README runs, and the apps it shows stream what it says."""
+"""Every Python snippet in the README and docs/ runs, and the apps it shows stream what it says."""
 
 from __future__ import annotations
 
@@ -10,8 +10,17 @@ import pytest
 
 from tests.asgi import asgi_call
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+# docs/<topic>.md too; a snippet that is a pytest test module (it imports pytest) is run by
+# the tests of the module it documents instead.
+DOC_SNIPPETS = [
+    pytest.param(snippet, id=f"{page.name}:{n}")
+    for page in sorted((ROOT / "docs").glob("*.md"))
+    for n, snippet in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S))
+    if "import pytest" not in snippet
+]
 
 
 def run(snippet: str) -> dict[str, Any]:
@@ -26,6 +35,11 @@ def test_readme_has_snippets() -> None:
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda s: s.split("\n", 1)[0][:40])
 def test_snippet_runs(snippet: str) -> None:
+    run(snippet)
+
+
+@pytest.mark.parametrize("snippet", DOC_SNIPPETS)
+def test_docs_snippet_runs(snippet: str) -> None:
     run(snippet)
 
 

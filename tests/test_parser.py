@@ -1,0 +1,94 @@
+"""`sse_starlette.parser` against the independent reading of the spec in tests/whatwg.py."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sse_starlette.event import ServerSentEvent
+from sse_starlette.parser import Event, EventStreamParser, EventTooLargeError
+from tests import whatwg
+from tests.test_event import SEPS, cut, event_fields, expected_stream
+
+
+def parse(chunks: list[bytes], **options: int | None) -> tuple[list[Event], int | None]:
+    parser = EventStreamParser(**options)  # type: ignore[arg-type]
+    events = [event for chunk in chunks for event in parser.feed(chunk)]
+    return events, parser.retry
+
+
+def as_oracle(events: list[Event]) -> list[whatwg.Event]:
+    return [whatwg.Event(e.event, e.data, e.id) for e in events]
+
+
+# Tokens that exercise every rule: line ends of each kind, BOMs, NUL, colons, spaces, field
+# names, a multi-byte character and an invalid byte.
+_TOKENS = st.sampled_from(
+    [b"\r", b"\n", b"\r\n", b"\xef\xbb\xbf", b"\0", b":", b" ", b"  ", b"data", b"event", b"id",
+     b"retry", b"DATA", b"x", b"7", b"\xc3\xa9", b"\xff", b"\xd9\xa3", b"data: a\n\n"]
+)  # fmt: skip
+streams = st.lists(_TOKENS, max_size=40).map(b"".join)
+cuts = st.lists(st.integers(0, 10**6), max_size=12)
+
+
+@settings(max_examples=500, deadline=None)
+@given(payload=streams, cuts=cuts)
+def test_parser_agrees_with_the_reference_on_any_bytes_cut_anywhere(
+    payload: bytes, cuts: list[int]
+) -> None:
+    events, retry = parse(cut(payload, cuts), max_event_size=None)
+    assert whatwg.Stream(as_oracle(events), retry) == whatwg.parse([payload])
+
+
+@pytest.mark.parametrize("sep", SEPS)
+@settings(max_examples=200, deadline=None)
+@given(items=st.lists(event_fields, max_size=6), cuts=cuts)
+def test_parser_reads_back_what_the_encoder_wrote(sep: str, items: list, cuts: list[int]) -> None:
+    payload = b"".join(item.encode(sep) for item in items)
+    events, retry = parse(cut(payload, cuts), max_event_size=None)
+    assert whatwg.Stream(as_oracle(events), retry) == expected_stream(items)
+
+
+def test_events_carry_type_id_and_retry() -> None:
+    payload = b"retry: 50\nid: 7\nevent: tick\ndata: a\ndata: b\n\ndata: c\n\n"
+    assert parse([payload])[0] == [Event("a\nb", "tick", "7", 50), Event("c", "message", "7", 50)]
+
+
+def test_a_chunk_returns_only_the_events_it_completes() -> None:
+    parser = EventStreamParser()
+    assert parser.feed(b"data: a\n") == []
+    assert parser.feed(b"\ndata: b") == [Event("a")]
+    assert parser.feed(b"\r") == []
+    assert parser.feed(b"\n\r\n") == [Event("b")]
+
+
+def test_last_event_id_starts_from_the_given_one_and_follows_the_stream() -> None:
+    parser = EventStreamParser(last_event_id="41")
+    assert parser.feed(b"data: a\n\n") == [Event("a", id="41")]
+    parser.feed(b"id: 42\n\n")  # an id-only block sets it without dispatching
+    assert parser.last_event_id == "42"
+    assert parser.feed(b"id\ndata: b\n\n") == [Event("b", id="")]
+
+
+def test_json_parses_the_data() -> None:
+    assert Event('{"a": [1, "é"]}').json() == {"a": [1, "é"]}
+
+
+def test_a_line_longer_than_the_limit_raises_before_it_ends() -> None:
+    parser = EventStreamParser(max_event_size=100)
+    parser.feed(b"data: " + b"x" * 90)
+    with pytest.raises(EventTooLargeError, match="max_event_size=100"):
+        parser.feed(b"x" * 20)
+
+
+def test_an_event_of_many_short_lines_past_the_limit_raises() -> None:
+    parser = EventStreamParser(max_event_size=100)
+    with pytest.raises(EventTooLargeError, match="max_event_size=100"):
+        parser.feed(b"data: xxxxxxxxx\n" * 20)
+
+
+def test_events_within_the_limit_pass_one_after_another() -> None:
+    parser = EventStreamParser(max_event_size=100)
+    block = ServerSentEvent("x" * 90).encode()
+    assert len([e for _ in range(50) for e in parser.feed(block)]) == 50
