@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from sse_starlette.event import ServerSentEvent
 from sse_starlette.parser import Event, EventStreamParser, EventTooLargeError
 from tests import whatwg
-from tests.test_event import SEPS, cut, event_fields, expected_stream
+from tests.test_event import SEPS, Fields, cut, event_fields, expected_stream
 
 
 def parse(chunks: list[bytes], **options: int | None) -> tuple[list[Event], int | None]:
@@ -44,7 +44,9 @@ def test_parser_agrees_with_the_reference_on_any_bytes_cut_anywhere(
 @pytest.mark.parametrize("sep", SEPS)
 @settings(max_examples=200, deadline=None)
 @given(items=st.lists(event_fields, max_size=6), cuts=cuts)
-def test_parser_reads_back_what_the_encoder_wrote(sep: str, items: list, cuts: list[int]) -> None:
+def test_parser_reads_back_what_the_encoder_wrote(
+    sep: str, items: list[Fields], cuts: list[int]
+) -> None:
     payload = b"".join(item.encode(sep) for item in items)
     events, retry = parse(cut(payload, cuts), max_event_size=None)
     assert whatwg.Stream(as_oracle(events), retry) == expected_stream(items)
