@@ -1,0 +1,408 @@
+"""Topics, broadcast and exact resume: `Broker` and its `Subscription`s.
+
+Data path of one event: `publish()` -> the backend stores it and assigns its id -> one
+reader per process hands it to `_deliver` -> appended to each subscriber's bounded buffer ->
+each connection's own send loop writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from sse_starlette.broker._backend import (
+    Backend,
+    BrokerEvent,
+    BrokerUnavailableError,
+    ResumeReset,
+    event_fields,
+    parse_id,
+)
+from sse_starlette.event import _check_sep
+from sse_starlette.sse import EventSourceResponse
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+__all__ = ["Broker", "BrokerEvent", "BrokerMetrics", "BrokerUnavailableError", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
+
+
+@dataclass
+class BrokerMetrics:
+    """Counters since the broker started (a hub exports them; cheap to read)."""
+
+    published: int = 0
+    delivered: int = 0
+    subscribers: int = 0
+    resumes: int = 0
+    resets: int = 0
+    slow_consumer_disconnects: int = 0
+    slow_consumer_drops: int = 0
+
+
+class _Topic:
+    __slots__ = ("cursor", "ready", "subscribers")
+
+    def __init__(self) -> None:
+        self.cursor = ""  # id of the last event delivered to this process
+        self.ready = anyio.Event()
+        self.subscribers: set[Subscription] = set()
+
+
+class Broker:
+    """Publish events to topics from anywhere in the app; subscribe streams to them.
+
+    Args:
+        url: `memory://` (in-process, the default) or `redis://...` / `rediss://...` /
+            `unix://...` (Redis Streams, for several processes and hosts; asyncio only).
+        history: events kept per topic for resuming (by count).
+        max_age: seconds an event is kept for resuming (None: no age limit).
+        buffer: events a subscriber may fall behind before the slow-consumer policy applies.
+        slow_consumer: "disconnect" (the stream ends cleanly; the client resumes from
+            history when it reconnects) or "drop_oldest" (the oldest buffered events are
+            dropped and the subscriber gets a reset event, reason "slow-consumer").
+        reset_event: the `event:` type of the reset event sent when a stream cannot resume
+            exactly; its data is JSON `{"reason": ..., "topics": [...]}`.
+        sep: line separator of the encoded events.
+        redis_prefix: prefix of the Redis stream keys (one stream per topic).
+        redis_options: passed to `redis.asyncio.from_url` (password, ssl settings, pool...).
+    """
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        history: int = 1000,
+        max_age: float | None = None,
+        buffer: int = 256,
+        slow_consumer: SlowConsumerPolicy = "disconnect",
+        reset_event: str = "reset",
+        sep: str = "\r\n",
+        redis_prefix: str = "sse:",
+        **redis_options: Any,
+    ) -> None:
+        if history < 1 or buffer < 1:
+            raise ValueError("history and buffer must be >= 1")
+        if slow_consumer not in ("disconnect", "drop_oldest"):
+            raise ValueError(
+                f"slow_consumer must be 'disconnect' or 'drop_oldest', got {slow_consumer!r}"
+            )
+        self.url = url
+        self.buffer = buffer
+        self.slow_consumer = slow_consumer
+        self.reset_event = reset_event
+        self.sep = _check_sep(sep)
+        self.metrics = BrokerMetrics()
+        self.backend: Backend
+        if url.startswith("memory://"):
+            from sse_starlette.broker.memory import MemoryBackend
+
+            self.backend = MemoryBackend(history=history, max_age=max_age, sep=sep)
+        elif url.startswith(("redis://", "rediss://", "unix://")):
+            from sse_starlette.broker.redis import RedisBackend
+
+            self.backend = RedisBackend(
+                url, history=history, max_age=max_age, sep=sep, prefix=redis_prefix, **redis_options
+            )
+        else:
+            raise ValueError(f"unsupported broker URL {url!r}: use memory:// or redis://")
+        self._topics: dict[str, _Topic] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Broker:
+        await self.backend.start(self._deliver)
+        self._tasks = anyio.create_task_group()
+        await self._tasks.__aenter__()
+        self._tasks.start_soon(self.backend.run)
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        assert self._tasks is not None
+        for topic in list(self._topics.values()):
+            for subscription in list(topic.subscribers):
+                subscription._end()
+        self._tasks.cancel_scope.cancel()
+        await self._tasks.__aexit__(None, None, None)
+        self._tasks = None
+        await self.backend.stop()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Any = None) -> AsyncIterator[None]:
+        """`Starlette(lifespan=broker.lifespan)` / `FastAPI(lifespan=broker.lifespan)`."""
+        async with self:
+            yield
+
+    # --- publishing --------------------------------------------------------------------------
+
+    async def publish(self, topic: str, event: Any) -> str:
+        """Store `event` under `topic` and hand it to every subscriber; return its id.
+
+        `event` is anything an `EventSourceResponse` accepts: a `ServerSentEvent`, a dict of
+        fields, a str, a Pydantic model, a dataclass... except an `id`: the broker assigns ids.
+        Invalid fields raise ValueError/TypeError and nothing is stored; with Redis, a
+        failure to store raises `BrokerUnavailableError`.
+        """
+        fields = event_fields(event, self.sep)
+        id = await self.backend.publish(topic, fields)
+        self.metrics.published += 1
+        return id
+
+    def _deliver(self, event: BrokerEvent) -> None:
+        topic = self._topics.get(event.topic)
+        if topic is None:
+            return
+        topic.cursor = event.id
+        overflowing = None
+        for subscription in topic.subscribers:
+            buffer = subscription._buffer
+            if len(buffer) >= self.buffer:
+                if overflowing is None:
+                    overflowing = []
+                overflowing.append(subscription)
+                continue
+            buffer.append(event)
+            waiter = subscription._waiter
+            if waiter is not None:
+                subscription._waiter = None
+                waiter.set()
+        self.metrics.delivered += len(topic.subscribers)
+        if overflowing is not None:
+            for subscription in overflowing:
+                subscription._overflow(event)
+
+    # --- subscribing -------------------------------------------------------------------------
+
+    def subscribe(
+        self, topics: str | Sequence[str], last_event_id: str | None = None
+    ) -> Subscription:
+        """An async iterator of the topics' events, starting after `last_event_id` if given.
+
+        Also an async context manager; iterating it as the content of an
+        `EventSourceResponse` closes it when the client leaves.
+        """
+        return Subscription(self, [topics] if isinstance(topics, str) else topics, last_event_id)
+
+    def response(
+        self,
+        request: Request,
+        topics: str | Sequence[str],
+        *,
+        last_event_id: str | None = None,
+        **response_options: Any,
+    ) -> EventSourceResponse:
+        """An `EventSourceResponse` streaming `topics` to the client making `request`.
+
+        Resumes after the `Last-Event-ID` header, or else the `lastEventId` query parameter
+        (for clients that cannot set headers; a browser's `EventSource` reconnects to the
+        same URL with a newer header, which wins). `response_options` go to the response.
+        """
+        if last_event_id is None:
+            last_event_id = request.headers.get("last-event-id") or request.query_params.get(
+                "lastEventId"
+            )
+        return EventSourceResponse(self.subscribe(topics, last_event_id), **response_options)
+
+    async def _attach(self, name: str, subscription: Subscription) -> str:
+        while True:
+            topic = self._topics.get(name)
+            if topic is None:
+                topic = self._topics[name] = _Topic()
+                try:
+                    topic.cursor = await self.backend.position(name)
+                except BaseException:
+                    del self._topics[name]
+                    topic.ready.set()
+                    raise
+                self.backend.watch(name, topic.cursor)
+                topic.ready.set()
+            elif not topic.ready.is_set():
+                await topic.ready.wait()
+                continue  # it may have been dropped meanwhile
+            topic.subscribers.add(subscription)
+            return topic.cursor
+
+    def _detach(self, name: str, subscription: Subscription) -> None:
+        topic = self._topics.get(name)
+        if topic is None:
+            return
+        topic.subscribers.discard(subscription)
+        if not topic.subscribers and topic.ready.is_set():
+            del self._topics[name]
+            self.backend.unwatch(name)
+
+
+class Subscription:
+    """One stream's view of one or more topics: its buffer, its position, its resume.
+
+    Yields `BrokerEvent`s. On several topics, each event's `id` is the stream's position in
+    every topic (`"<checksum>:<id>,<id>..."`, topics in sorted order), so that
+    `Last-Event-ID` resumes all of them exactly.
+    """
+
+    def __init__(self, broker: Broker, topics: Sequence[str], last_event_id: str | None) -> None:
+        names = sorted(set(topics))
+        if not names:
+            raise ValueError("subscribe to at least one topic")
+        self.broker = broker
+        self.topics = names
+        self.last_event_id = last_event_id
+        self._positions: dict[str, str] = {}
+        self._pending: deque[BrokerEvent] = deque()  # reset and history, before live events
+        self._buffer: deque[BrokerEvent] = deque()
+        self._waiter: anyio.Event | None = None
+        self._skip: dict[str, tuple[int, int]] = {}
+        self._started = False
+        self._closed = False
+        self._dropped = False  # events were dropped (drop_oldest): a reset event is due
+        self._attached: list[str] = []
+        self._checksum = f"{zlib.crc32(chr(10).join(names).encode()):08x}"
+
+    @property
+    def stream_id(self) -> str:
+        """The id that resumes this stream where it stands now."""
+        if len(self.topics) == 1:
+            return self._positions[self.topics[0]]
+        return self._checksum + ":" + ",".join(self._positions[name] for name in self.topics)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop receiving events; the iteration ends."""
+        self._end()
+
+    async def __anext__(self) -> BrokerEvent:
+        if not self._started:
+            await self._start()
+        while True:
+            if self._dropped:
+                self._dropped = False
+                return self._reset("slow-consumer")
+            if self._pending:
+                event = self._pending.popleft()
+            elif self._buffer:
+                event = self._buffer.popleft()
+            elif self._closed:
+                raise StopAsyncIteration
+            else:
+                self._waiter = waiter = anyio.Event()
+                await waiter.wait()
+                continue
+            topic = event.topic
+            if self._skip and topic in self._skip:
+                if parse_id(event.id) <= self._skip[topic]:  # type: ignore[operator]
+                    continue  # already seen in another process before reconnecting here
+                del self._skip[topic]
+            if topic in self._positions:  # not a reset event
+                self._positions[topic] = event.id
+                if len(self.topics) > 1:
+                    return event.with_id(self.stream_id)
+            return event
+
+    async def _start(self) -> None:
+        self._started = True
+        if self._closed:
+            return
+        broker = self.broker
+        broker.metrics.subscribers += 1
+        for name in self.topics:
+            self._positions[name] = await broker._attach(name, self)
+            self._attached.append(name)
+            if self._closed:  # closed while attaching: _end() did not see this topic yet
+                broker._detach(name, self)
+                return
+        if self.last_event_id is None:
+            return
+        broker.metrics.resumes += 1
+        cursors = dict(self._positions)
+        try:
+            wanted = self._parse(self.last_event_id)
+            missed: list[BrokerEvent] = []
+            for name in self.topics:
+                after, upto = wanted[name], cursors[name]
+                if after != upto:
+                    missed += await broker.backend.history(name, after, upto)
+                if parse_id(after) > parse_id(upto):  # type: ignore[operator]
+                    self._skip[name] = parse_id(after)  # type: ignore[assignment]
+        except ResumeReset as reset:
+            broker.metrics.resets += 1
+            logger.info(
+                "stream of %s cannot resume from %r: %s",
+                self.topics,
+                self.last_event_id,
+                reset.reason,
+            )
+            self._pending.append(self._reset(reset.reason))
+            return
+        if len(self.topics) > 1:
+            missed.sort(key=lambda event: parse_id(event.id))  # type: ignore[arg-type,return-value]
+        self._positions.update(wanted)
+        self._pending.extend(missed)
+
+    def _parse(self, last_event_id: str) -> dict[str, str]:
+        if len(self.topics) == 1:
+            ids = [last_event_id]
+        else:
+            checksum, _, joined = last_event_id.partition(":")
+            if checksum != self._checksum:
+                raise ResumeReset("malformed")  # or an id of another set of topics
+            ids = joined.split(",")
+        if len(ids) != len(self.topics) or any(parse_id(id) is None for id in ids):
+            raise ResumeReset("malformed")
+        return dict(zip(self.topics, ids, strict=True))
+
+    def _reset(self, reason: str) -> BrokerEvent:
+        data = json.dumps({"reason": reason, "topics": self.topics}, separators=(",", ":"))
+        return BrokerEvent(
+            "", self.stream_id, data, event=self.broker.reset_event, sep=self.broker.sep
+        )
+
+    def _overflow(self, event: BrokerEvent) -> None:
+        """The subscriber fell `buffer` events behind (called while delivering `event`)."""
+        broker = self.broker
+        if broker.slow_consumer == "disconnect":
+            broker.metrics.slow_consumer_disconnects += 1
+            logger.info("slow consumer of %s disconnected at %s", self.topics, self.stream_id)
+            self._end()
+            return
+        broker.metrics.slow_consumer_drops += 1
+        dropped = self._buffer.popleft()
+        if dropped.topic in self._positions:
+            self._positions[dropped.topic] = dropped.id
+        self._dropped = True
+        self._buffer.append(event)
+
+    def _end(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        self._pending.clear()
+        for name in self._attached:
+            self.broker._detach(name, self)
+        if self._started:
+            self.broker.metrics.subscribers -= 1
+        self._attached = []
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.set()

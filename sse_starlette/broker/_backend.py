@@ -1,0 +1,150 @@
+"""What a broker backend is, and the event it stores: shared by memory.py and redis.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from sse_starlette.event import _FIELDS, ServerSentEvent, _data_text, _encode
+
+__all__ = [
+    "Backend",
+    "BrokerEvent",
+    "BrokerUnavailableError",
+    "ResumeReset",
+    "event_fields",
+    "parse_id",
+]
+
+_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+def parse_id(value: str) -> tuple[int, int] | None:
+    """A broker id ("<milliseconds>-<sequence>", as Redis stream ids) as a sortable pair."""
+    match = _ID.fullmatch(value)
+    if match is None:
+        return None
+    return int(match[1]), int(match[2])
+
+
+class BrokerEvent(ServerSentEvent):
+    """An event as the broker stores and delivers it: its topic, its id, its wire bytes.
+
+    Encoded once when it enters the process; every subscriber is handed the same object and
+    the same bytes. Treat it as read-only.
+    """
+
+    __slots__ = ("_body", "_wire", "topic")
+    id: str  # always set: the broker assigned it
+
+    def __init__(
+        self,
+        topic: str,
+        id: str,
+        data: str | None = None,
+        *,
+        event: str | None = None,
+        retry: int | None = None,
+        comment: str | None = None,
+        sep: str = "\r\n",
+    ) -> None:
+        super().__init__(data, event=event, id=id, retry=retry, comment=comment, sep=sep)
+        self.topic = topic
+        self._body = _encode(data, event, None, retry, comment, sep)
+        self._wire = f"id: {id}{sep}".encode() + self._body
+
+    def encode(self) -> bytes:
+        return self._wire
+
+    def with_id(self, id: str) -> BrokerEvent:
+        """The same event under another id (a stream of several topics has ids of its own)."""
+        copy = object.__new__(BrokerEvent)
+        for name in ("data", "event", "retry", "comment", "_sep", "topic", "_body"):
+            setattr(copy, name, getattr(self, name))
+        copy.id = id
+        copy._wire = f"id: {id}{self._sep}".encode() + self._body
+        return copy
+
+
+def event_fields(item: Any, sep: str) -> dict[str, Any]:
+    """The fields of something `publish()` was given, checked so that it encodes.
+
+    Raises ValueError/TypeError naming the field, before anything is stored.
+    """
+    if isinstance(item, ServerSentEvent):
+        fields = {"data": item.data, "event": item.event, "id": item.id, "retry": item.retry}
+        fields["comment"] = item.comment
+    elif isinstance(item, dict):
+        unknown = item.keys() - _FIELDS
+        if unknown:
+            raise TypeError(f"unknown SSE field(s) {sorted(map(str, unknown))} in dict")
+        fields = {name: item.get(name) for name in ("data", "event", "id", "retry", "comment")}
+    else:
+        fields = {"data": item}
+    if fields.get("id") is not None:
+        raise ValueError("the broker assigns event ids; publish the event without 'id'")
+    fields.pop("id", None)
+    fields = {name: value for name, value in fields.items() if value is not None}
+    if "data" in fields:
+        fields["data"] = _data_text(fields["data"])
+    for name in ("event", "comment"):
+        if name in fields:
+            fields[name] = str(fields[name])
+    _encode(fields.get("data"), fields.get("event"), None, fields.get("retry"), None, sep)
+    if "comment" in fields:
+        _encode(None, None, None, None, fields["comment"], sep)
+    return fields
+
+
+class BrokerUnavailableError(ConnectionError):
+    """The backend could not store an event: it was not published."""
+
+
+class ResumeReset(Exception):
+    """A subscriber's last event id cannot be resumed from exactly: it gets a reset event."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Deliver = Callable[[BrokerEvent], None]
+
+
+class Backend(Protocol):
+    """Where events are stored and how they reach this process.
+
+    `deliver` is called once per event, in id order per topic, from the process's one reader
+    (memory: from `publish` itself).
+    """
+
+    async def start(self, deliver: Deliver) -> None:
+        """Connect; from now on `deliver` receives the events of watched topics."""
+
+    async def run(self) -> None:
+        """The process's one reader, run in the broker's task group until cancelled."""
+
+    async def stop(self) -> None: ...
+
+    async def publish(self, topic: str, fields: dict[str, Any]) -> str:
+        """Store the event and return its id; raise if it was not stored."""
+        ...
+
+    async def position(self, topic: str) -> str:
+        """The id of the topic's last event (or its starting position when it has none)."""
+        ...
+
+    async def history(self, topic: str, after: str, upto: str) -> list[BrokerEvent]:
+        """The stored events with `after` < id <= `upto`, in order.
+
+        Raises `ResumeReset` when `after` cannot be resumed from exactly: malformed, unknown,
+        or older than the kept history.
+        """
+        ...
+
+    def watch(self, topic: str, cursor: str) -> None:
+        """Start delivering the topic's events after `cursor` to this process."""
+
+    def unwatch(self, topic: str) -> None:
+        """No subscriber in this process reads the topic any more."""

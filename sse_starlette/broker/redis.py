@@ -1,0 +1,194 @@
+"""The Redis Streams backend (`redis://...`): one stream per topic, shared by every process.
+
+Ids are the stream ids, identical in every process. Each entry also stores the id of the
+entry before it (`prev`), written atomically with it by a script: a subscriber resuming
+from id X gets the entries after X only if the first of them says X came right before it;
+otherwise events were trimmed in between and it gets a reset instead of a silent gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import anyio
+
+from sse_starlette.broker._backend import (
+    BrokerEvent,
+    BrokerUnavailableError,
+    Deliver,
+    ResumeReset,
+    parse_id,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "the Redis broker needs redis-py: pip install 'sse-starlette[redis]'"
+    ) from exc
+
+logger = logging.getLogger("sse_starlette.broker")
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# KEYS[1]: the topic's stream. ARGV: max length, max age in ms (0: none), then field/value pairs.
+_PUBLISH = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if #last > 0 then prev = last[1][1] end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 3))
+local age = tonumber(ARGV[2])
+if age > 0 then
+  local now = redis.call('TIME')
+  local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age
+  redis.call('XTRIM', KEYS[1], 'MINID', tostring(oldest))
+end
+return id
+"""
+
+
+class RedisBackend:
+    def __init__(
+        self,
+        url: str,
+        *,
+        history: int,
+        max_age: float | None,
+        sep: str,
+        prefix: str,
+        block_ms: int = 10_000,
+        **options: Any,
+    ) -> None:
+        self.url = url
+        self.history_length = history
+        self.max_age_ms = 0 if max_age is None else max(1, int(max_age * 1000))
+        self.sep = sep
+        self.prefix = prefix
+        self.block_ms = block_ms
+        # A pooled connection is dead after Redis restarts: try the command again on a new
+        # one rather than fail the first publish after every restart.
+        options.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
+        options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+        self.redis = aioredis.from_url(url, decode_responses=True, **options)
+        self.script = self.redis.register_script(_PUBLISH)
+        self.deliver: Deliver | None = None
+        self.cursors: dict[str, str] = {}  # watched topic -> id of the last entry read
+        self.changed = anyio.Event()
+        self.read_scope: anyio.CancelScope | None = None
+
+    async def start(self, deliver: Deliver) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("the Redis broker runs on asyncio only (redis-py)") from None
+        self.deliver = deliver
+
+    async def stop(self) -> None:
+        self.deliver = None
+        await self.redis.aclose()
+
+    async def publish(self, topic: str, fields: dict[str, Any]) -> str:
+        args: list[Any] = [self.history_length, self.max_age_ms]
+        for name, value in fields.items():
+            args += [name, value]
+        try:
+            return str(await self.script(keys=[self.prefix + topic], args=args))
+        except _UNAVAILABLE as exc:
+            raise BrokerUnavailableError(
+                f"event for topic {topic!r} was not stored: Redis is unavailable ({exc})"
+            ) from exc
+
+    async def position(self, topic: str) -> str:
+        last = await self._retrying(self.redis.xrevrange, self.prefix + topic, "+", "-", count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def history(self, topic: str, after: str, upto: str) -> list[BrokerEvent]:
+        position, end = parse_id(after), parse_id(upto)
+        if position is None:
+            raise ResumeReset("malformed")
+        assert end is not None
+        if position > end:
+            # Seen in another process whose reader is ahead of ours: valid if Redis has it.
+            last = parse_id(await self.position(topic))
+            if last is None or position > last:
+                raise ResumeReset("unknown")
+            return []
+        key = self.prefix + topic
+        entries = await self._retrying(self.redis.xrange, key, "(" + after, upto)
+        if not entries or entries[0][1].get("prev") != after:
+            raise ResumeReset("too-old")
+        return [self._event(topic, id, fields) for id, fields in entries]
+
+    def watch(self, topic: str, cursor: str) -> None:
+        self.cursors[topic] = cursor
+        self._wake()
+
+    def unwatch(self, topic: str) -> None:
+        self.cursors.pop(topic, None)
+
+    def _wake(self) -> None:
+        # The blocking XREAD lists the topics it reads: restart it to read the new one too.
+        self.changed.set()
+        if self.read_scope is not None:
+            self.read_scope.cancel()
+
+    async def run(self) -> None:
+        delay = 0.05
+        while True:
+            if not self.cursors:
+                self.changed = anyio.Event()
+                await self.changed.wait()
+                continue
+            streams: Any = {self.prefix + topic: cursor for topic, cursor in self.cursors.items()}
+            reply: Any = None  # stays None when a new topic restarted the read
+            try:
+                with anyio.CancelScope() as self.read_scope:
+                    reply = await self.redis.xread(streams, count=1000, block=self.block_ms)
+            except Exception as exc:
+                # The reader must outlive any outage: subscribers keep their connections and
+                # get every event Redis kept once it answers again.
+                log = logger.warning if isinstance(exc, _UNAVAILABLE) else logger.exception
+                log("reading from Redis failed, again in %.2fs: %s", delay, exc)
+                await anyio.sleep(delay)  # a back-off, not a synchronisation
+                delay = min(delay * 2, 2.0)
+                continue
+            finally:
+                self.read_scope = None
+            delay = 0.05
+            for key, entries in reply or ():
+                topic = key[len(self.prefix) :]
+                for id, fields in entries:
+                    if topic not in self.cursors:
+                        break  # unwatched while we read
+                    self.cursors[topic] = id
+                    if self.deliver is not None:
+                        self.deliver(self._event(topic, id, fields))
+
+    def _event(self, topic: str, id: str, fields: dict[str, str]) -> BrokerEvent:
+        retry = fields.get("retry")
+        return BrokerEvent(
+            topic,
+            id,
+            fields.get("data"),
+            event=fields.get("event"),
+            retry=None if retry is None else int(retry),
+            comment=fields.get("comment"),
+            sep=self.sep,
+        )
+
+    async def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """A read that waits out a Redis outage (the subscriber keeps its connection)."""
+        delay = 0.05
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except _UNAVAILABLE as exc:
+                logger.warning("Redis unavailable, retrying in %.2fs: %s", delay, exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 2.0)

@@ -1,0 +1,462 @@
+"""The broker's behaviour, the same tests on the memory backend and on a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+
+from sse_starlette import ServerSentEvent
+from sse_starlette.broker import Broker, BrokerEvent, BrokerUnavailableError, Subscription
+from tests.asgi import asgi_call
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.anyio
+asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.kill()
+
+
+# redis-py is asyncio-only: the Redis backend runs on asyncio, the memory one on both.
+@pytest.fixture(
+    params=[("memory", "asyncio"), ("memory", "trio"), ("redis", "asyncio")],
+    ids=["memory-asyncio", "memory-trio", "redis-asyncio"],
+)
+def backends(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(backends: tuple[str, str]) -> str:
+    return backends[1]
+
+
+@pytest.fixture
+def make_broker(request: pytest.FixtureRequest, backends: tuple[str, str]) -> Any:
+    """A factory of brokers of one backend; Redis ones get a fresh key prefix per test."""
+    if backends[0] == "memory":
+        return lambda **options: Broker("memory://", **options)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    prefix = f"test-{uuid.uuid4().hex[:8]}:"
+    return lambda **options: Broker(server.url, redis_prefix=prefix, **options)
+
+
+@pytest.fixture
+async def broker(make_broker: Any) -> AsyncIterator[Broker]:
+    async with make_broker() as broker:
+        yield broker
+
+
+async def take(subscription: Subscription, n: int, timeout: float = 5) -> list[BrokerEvent]:
+    events = []
+    with anyio.fail_after(timeout):
+        async for event in subscription:
+            events.append(event)
+            if len(events) == n:
+                break
+    return events
+
+
+async def publish_all(broker: Broker, topic: str, items: list[Any]) -> list[str]:
+    return [await broker.publish(topic, item) for item in items]
+
+
+def reset_reason(event: BrokerEvent) -> str:
+    assert event.event == "reset", event
+    return str(json.loads(event.data or "")["reason"])
+
+
+# --- publish and deliver ------------------------------------------------------------------
+
+
+async def test_subscribers_get_every_event_in_order_with_the_published_ids(broker: Broker) -> None:
+    results: dict[str, list[BrokerEvent]] = {}
+
+    async def read(name: str, subscription: Subscription) -> None:
+        results[name] = await take(subscription, 5)
+
+    async with (
+        broker.subscribe("news") as first,
+        broker.subscribe("news") as second,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(read, "first", first)
+        tg.start_soon(read, "second", second)
+        # A subscription attaches at its first read: publish once both have.
+        await wait_subscribers(broker, 2)
+        ids = await publish_all(broker, "news", [f"n{i}" for i in range(5)])
+    for events in results.values():
+        assert [(e.id, e.data) for e in events] == [(id, f"n{i}") for i, id in enumerate(ids)]
+    assert sorted(ids, key=id_key) == ids and len(set(ids)) == 5
+
+
+async def test_every_subscriber_is_handed_the_same_bytes(broker: Broker) -> None:
+    async with broker.subscribe("t") as a, broker.subscribe("t") as b:
+        await start(a)
+        await start(b)
+        id = await broker.publish("t", ServerSentEvent("x", event="e", retry=5, comment="c"))
+        (ea,), (eb,) = await take(a, 1), await take(b, 1)
+    assert ea.encode() is eb.encode()
+    assert ea.encode() == f"id: {id}\r\n: c\r\nevent: e\r\ndata: x\r\nretry: 5\r\n\r\n".encode()
+    assert (ea.topic, ea.data, ea.event, ea.retry, ea.comment) == ("t", "x", "e", 5, "c")
+
+
+@pytest.mark.parametrize(
+    ("item", "data"),
+    [("text", "text"), ({"data": "a\nb", "event": "e"}, "a\nb"), ({"k": [1]}, None)],
+)
+async def test_publish_takes_what_an_event_source_response_takes(
+    broker: Broker, item: Any, data: str | None
+) -> None:
+    async with broker.subscribe("t") as subscription:
+        await start(subscription)
+        if data is None:  # a dict of non-field keys is refused, as EventSourceResponse does
+            with pytest.raises(TypeError, match="'k'"):
+                await broker.publish("t", item)
+            return
+        await broker.publish("t", item)
+        (event,) = await take(subscription, 1)
+    assert event.data == data
+
+
+@pytest.mark.parametrize(
+    ("item", "error", "field"),
+    [
+        ({"data": "x", "id": "1"}, ValueError, "assigns event ids"),
+        (ServerSentEvent("x", id="1"), ValueError, "assigns event ids"),
+        ({"data": "x", "event": "a\nb"}, ValueError, "'event'"),
+        ({"data": "a\ud800"}, ValueError, "'data'"),
+        ({"data": "x", "retry": -1}, ValueError, "'retry'"),
+    ],
+)
+async def test_an_invalid_event_raises_naming_the_field_and_nothing_is_stored(
+    broker: Broker, item: Any, error: type[Exception], field: str
+) -> None:
+    first = await broker.publish("t", "before")
+    with pytest.raises(error, match=field):
+        await broker.publish("t", item)
+    after = await broker.publish("t", "after")
+    async with broker.subscribe("t", last_event_id=first) as subscription:
+        assert [e.data for e in await take(subscription, 1)] == ["after"]
+    assert after
+
+
+async def test_ids_are_ordered_per_topic(broker: Broker) -> None:
+    ids = [await broker.publish("a" if i % 2 else "b", str(i)) for i in range(10)]
+    for topic_ids in (ids[::2], ids[1::2]):
+        assert sorted(topic_ids, key=id_key) == topic_ids
+
+
+# --- resume ---------------------------------------------------------------------------------
+
+
+async def test_resume_gets_exactly_the_missed_events_then_live_ones(broker: Broker) -> None:
+    ids = await publish_all(broker, "t", [f"e{i}" for i in range(6)])
+    subscription = broker.subscribe("t", last_event_id=ids[2])
+    # Published after the client reconnected but before its stream started to read.
+    late = await broker.publish("t", "late")
+    async with subscription:
+        missed = await take(subscription, 4)
+        live = await broker.publish("t", "live")
+        (after,) = await take(subscription, 1)
+    assert [(e.id, e.data) for e in missed] == [
+        (ids[3], "e3"), (ids[4], "e4"), (ids[5], "e5"), (late, "late")
+    ]  # fmt: skip
+    assert (after.id, after.data) == (live, "live")
+
+
+async def test_resume_from_the_last_event_gets_only_live_ones(broker: Broker) -> None:
+    ids = await publish_all(broker, "t", ["a", "b"])
+    async with broker.subscribe("t", last_event_id=ids[-1]) as subscription:
+        await start(subscription)
+        await broker.publish("t", "c")
+        assert [e.data for e in await take(subscription, 1)] == ["c"]
+
+
+async def test_a_stream_of_several_topics_resumes_each_exactly(broker: Broker) -> None:
+    async with broker.subscribe(["b", "a"]) as subscription:
+        await start(subscription)
+        await broker.publish("a", "a1")
+        await broker.publish("b", "b1")
+        seen = await take(subscription, 2)
+    assert [e.data for e in seen] == ["a1", "b1"]
+    last_seen = seen[-1].id
+    assert last_seen.count(",") == 1  # one position per topic
+    await broker.publish("b", "b2")
+    await broker.publish("a", "a2")
+    await broker.publish("c", "not subscribed")
+    async with broker.subscribe(["a", "b"], last_event_id=last_seen) as subscription:
+        resumed = await take(subscription, 2)
+        await broker.publish("a", "a3")
+        resumed += await take(subscription, 1)
+    # Order is exact per topic; across topics it is id order, and Redis ids of two streams
+    # can share a millisecond.
+    assert sorted(e.data for e in resumed[:2]) == ["a2", "b2"]
+    assert resumed[2].data == "a3"
+    assert all(e.event is None for e in resumed)
+
+
+async def test_an_id_older_than_the_history_gets_one_reset_then_live_events(
+    make_broker: Any,
+) -> None:
+    async with make_broker(history=3) as broker:
+        ids = await publish_all(broker, "t", [str(i) for i in range(6)])
+        async with broker.subscribe("t", last_event_id=ids[1]) as subscription:
+            (reset,) = await take(subscription, 1)
+            await broker.publish("t", "live")
+            (live,) = await take(subscription, 1)
+    assert reset_reason(reset) == "too-old"
+    assert reset.id == ids[-1]  # resuming from the reset continues from here
+    assert live.data == "live"
+    assert broker.metrics.resets == 1
+
+
+async def test_the_oldest_id_still_covered_by_history_resumes_exactly(make_broker: Any) -> None:
+    async with make_broker(history=3) as broker:
+        ids = await publish_all(broker, "t", [str(i) for i in range(6)])
+        async with broker.subscribe("t", last_event_id=ids[2]) as subscription:
+            assert [e.data for e in await take(subscription, 3)] == ["3", "4", "5"]
+
+
+async def test_an_id_older_than_max_age_gets_a_reset(make_broker: Any) -> None:
+    async with make_broker(max_age=0.05) as broker:
+        first = await broker.publish("t", "old")
+        await broker.publish("t", "old too")
+        await wait_until_older(0.1)
+        await broker.publish("t", "new")  # trims what is older than max_age
+        async with broker.subscribe("t", last_event_id=first) as subscription:
+            (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "too-old"
+
+
+@pytest.mark.parametrize("last_event_id", ["nonsense", "", "1-2-3", "-1", " 1-0", "1-0\n"])
+async def test_a_malformed_id_gets_a_reset(broker: Broker, last_event_id: str) -> None:
+    await broker.publish("t", "x")
+    async with broker.subscribe("t", last_event_id=last_event_id) as subscription:
+        (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "malformed"
+
+
+async def test_an_id_never_issued_gets_a_reset(broker: Broker) -> None:
+    id = await broker.publish("t", "x")
+    ms, seq = id_key(id)
+    async with broker.subscribe("t", last_event_id=f"{ms + 10**6}-{seq}") as subscription:
+        (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "unknown"
+
+
+async def test_an_id_from_before_a_memory_broker_restarted_gets_a_reset() -> None:
+    async with Broker() as broker:
+        id = await broker.publish("t", "x")
+    await wait_until_older(0.002)  # a new start time
+    async with Broker() as broker:
+        await broker.publish("t", "y")
+        async with broker.subscribe("t", last_event_id=id) as subscription:
+            (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "unknown"
+
+
+async def test_an_id_of_another_set_of_topics_gets_a_reset(broker: Broker) -> None:
+    async with broker.subscribe(["a", "b"]) as subscription:
+        await start(subscription)
+        await broker.publish("a", "x")
+        (event,) = await take(subscription, 1)
+    async with broker.subscribe(["a", "c"], last_event_id=event.id) as subscription:
+        (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "malformed"
+
+
+# --- slow consumers -------------------------------------------------------------------------
+
+
+async def test_a_slow_consumer_is_disconnected_and_resumes_without_loss(make_broker: Any) -> None:
+    async with make_broker(buffer=4) as broker:
+        async with broker.subscribe("t") as subscription:
+            (first,) = await read_after_publish(broker, subscription, "first")
+            ids = await publish_all(broker, "t", [str(i) for i in range(20)])
+            await wait_for(lambda: broker.metrics.slow_consumer_disconnects == 1)
+            assert len(subscription._buffer) == 0  # its memory is released at once
+            assert await take(subscription, 1) == []  # the stream ends cleanly
+        async with broker.subscribe("t", last_event_id=first.id) as subscription:
+            resumed = await take(subscription, 20)
+    assert [e.id for e in resumed] == ids
+
+
+async def test_drop_oldest_sends_a_reset_then_the_newest_events(make_broker: Any) -> None:
+    broker = make_broker(buffer=3, slow_consumer="drop_oldest")
+    async with broker, broker.subscribe("t") as subscription:
+        await read_after_publish(broker, subscription, "first")
+        await publish_all(broker, "t", [str(i) for i in range(10)])
+        await wait_for(lambda: broker.metrics.slow_consumer_drops == 7)
+        assert len(subscription._buffer) == 3
+        reset, *rest = await take(subscription, 4)
+    assert reset_reason(reset) == "slow-consumer"
+    assert [e.data for e in rest] == ["7", "8", "9"]
+
+
+# --- the response one-liner and the lifespan -------------------------------------------------
+
+
+def app_for(broker: Broker) -> Starlette:
+    async def events(request: Request) -> Any:
+        return broker.response(request, "t", ping=0)
+
+    return Starlette(routes=[Route("/events", events)], lifespan=broker.lifespan)
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "expected"),
+    [
+        ({"last-event-id": 0}, "", ["2", "3"]),
+        ({}, "lastEventId={0}", ["2", "3"]),
+        ({"last-event-id": 1}, "lastEventId={0}", ["3"]),  # the browser's newer header wins
+    ],
+)
+async def test_response_resumes_from_the_header_or_the_query(
+    broker: Broker, headers: dict[str, int], query: str, expected: list[str]
+) -> None:
+    ids = await publish_all(broker, "t", ["1", "2", "3"])
+    raw_headers = [(k.encode(), ids[v].encode()) for k, v in headers.items()]
+    app = Starlette(routes=[Route("/events", lambda r: broker.response(r, "t", ping=0))])
+    scope = {"query_string": query.format(*ids).encode()}
+    async with asgi_call(app, path="/events", headers=raw_headers, extra_scope=scope) as call:
+        await call.wait_until(lambda c: c.body.count(b"\r\n\r\n") == len(expected))
+    assert [line for line in call.body.split(b"\r\n") if line.startswith(b"data")] == [
+        f"data: {x}".encode() for x in expected
+    ]
+
+
+async def test_response_stream_closes_its_subscription_when_the_client_leaves(
+    broker: Broker,
+) -> None:
+    app = Starlette(routes=[Route("/events", lambda r: broker.response(r, "t", ping=0))])
+    async with asgi_call(app, path="/events") as call:
+        await wait_subscribers(broker, 1)
+        await broker.publish("t", "x")
+        await call.wait_until(lambda c: b"data: x" in c.body)
+    assert broker.metrics.subscribers == 0
+    assert broker._topics == {}
+
+
+async def test_lifespan_starts_and_stops_the_broker_and_ends_open_streams(
+    make_broker: Any,
+) -> None:
+    broker = make_broker()
+    app = app_for(broker)
+    subscription = broker.subscribe("t")
+    async with anyio.create_task_group() as tg, app.router.lifespan_context(app):
+        tg.start_soon(take, subscription, 10)
+        await wait_subscribers(broker, 1)
+        # leaving the lifespan ended every subscription: the reader above returns
+    assert subscription._closed
+
+
+@asyncio_only
+async def test_publish_before_start_raises() -> None:
+    with pytest.raises(RuntimeError, match="not started"):
+        await Broker().publish("t", "x")
+
+
+@pytest.mark.parametrize("url", ["http://x", "postgres://x", "memory:/"])
+def test_an_unsupported_url_raises(url: str) -> None:
+    with pytest.raises(ValueError, match="memory:// or redis://"):
+        Broker(url)
+
+
+# --- Redis only -------------------------------------------------------------------------------
+
+
+@asyncio_only
+async def test_redis_broker_on_trio_raises_a_clear_error(redis_server: RedisServer) -> None:
+    async def main() -> None:
+        async with Broker(redis_server.url):
+            pass
+
+    with pytest.raises(RuntimeError, match="asyncio only"):
+        await anyio.to_thread.run_sync(lambda: anyio.run(main, backend="trio"))
+
+
+@asyncio_only
+async def test_publish_while_redis_is_down_raises_and_claims_nothing(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    async with Broker(server.url, socket_connect_timeout=1) as broker:
+        await broker.publish("t", "stored")
+        server.kill()
+        with pytest.raises(BrokerUnavailableError, match="not stored"):
+            await broker.publish("t", "lost")
+    assert broker.metrics.published == 1
+
+
+@asyncio_only
+async def test_redis_killed_and_restarted_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        broker, publisher = Broker(server.url), Broker(server.url)
+        async with broker, publisher, broker.subscribe("t") as subscription:
+            await start(subscription)
+            before = await publish_all(publisher, "t", ["1", "2"])
+            got = await take(subscription, 2)
+            server.kill()
+            server.start()  # same port, same append-only file
+            after = await publish_all(publisher, "t", ["3", "4"])
+            got += await take(subscription, 2, timeout=15)
+        assert [e.id for e in got] == before + after
+    finally:
+        server.kill()
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def id_key(id: str) -> tuple[int, int]:
+    ms, seq = id.split("-")
+    return int(ms), int(seq)
+
+
+async def start(subscription: Subscription) -> None:
+    """Attach the subscription now (it otherwise attaches at its first read)."""
+    if not subscription._started:
+        await subscription._start()
+
+
+async def read_after_publish(
+    broker: Broker, subscription: Subscription, data: str
+) -> list[BrokerEvent]:
+    await start(subscription)
+    await broker.publish(subscription.topics[0], data)
+    return await take(subscription, 1)
+
+
+async def wait_for(condition: Any, timeout: float = 5) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.005)  # polls in-process state with a deadline
+
+
+async def wait_subscribers(broker: Broker, n: int) -> None:
+    await wait_for(lambda: broker.metrics.subscribers == n and all(
+        t.ready.is_set() for t in broker._topics.values()
+    ))  # fmt: skip
+
+
+async def wait_until_older(seconds: float) -> None:
+    # Ages are measured on the clock; letting it advance is the behaviour under test.
+    await anyio.sleep(seconds)
