@@ -89,8 +89,8 @@ class EventStreamParser:
         for match in _LINE_END.finditer(buffer):
             self._line(buffer[start : match.start()])
             start = match.end()
-        if start and buffer[start - 1] == "\r":
-            self._after_cr = True
+        if start == len(buffer) and buffer.endswith("\r"):
+            self._after_cr = True  # only a CR ending the chunk may be the first half of a CRLF
         self._buffer = buffer[start:]
         if self.max_event_size is not None and len(self._buffer) > self.max_event_size:
             raise EventTooLargeError(

@@ -94,3 +94,8 @@ def test_events_within_the_limit_pass_one_after_another() -> None:
     parser = EventStreamParser(max_event_size=100)
     block = ServerSentEvent("x" * 90).encode()
     assert len([e for _ in range(50) for e in parser.feed(block)]) == 50
+
+
+def test_a_cr_inside_a_chunk_does_not_swallow_the_lf_opening_the_next() -> None:
+    # Found by hypothesis: only a CR that ends a chunk may pair with a LF in the next one.
+    assert parse([b"\r\r\rdata: a", b"\n\n"])[0] == [Event("a")]
