@@ -1,53 +1,90 @@
 """Server shutdown -> every open stream ends, without polling and without a task per stream.
 
 Each open stream registers itself with a callback and a way to run code on its own event loop
-(asyncio or trio). Starting the drain, from a signal handler, another thread or the loop itself,
+(asyncio or trio). Starting a drain, from a signal handler, another thread or the loop itself,
 schedules one call per event loop that runs the callbacks of that loop's streams: so a stream
 is only ever touched from its own loop, and streams in several loops and threads end alike.
+
+A drain has one of two reaches:
+
+- the process (`drain()`, `AppStatus.should_exit = True`): every stream, on every loop, until
+  `undrain()`;
+- one event loop (a server hook, `drain_loop()`): the streams of the server that is stopping,
+  until that server has stopped (`end_loop_drain()`). Another server running in the same
+  process on another loop keeps its streams, and a server started afterwards on a new loop
+  starts clean: nothing of the old server's shutdown leaks into it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sys
+import weakref
 from collections.abc import Callable, Hashable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 logger = logging.getLogger("sse_starlette")
 
 __all__ = [
+    "SERVER_GRACE_FALLBACK",
     "Drainable",
     "LoopHandle",
+    "current_loop_key",
     "drain",
+    "drain_loop",
+    "end_loop_drain",
     "is_draining",
     "loop_handle",
     "register",
-    "reset",
+    "server_grace",
+    "undrain",
     "unregister",
+    "when_streams_ended",
 ]
+
+#: Seconds a `shutdown_grace_period="server"` stream gets when its server has no
+#: graceful-shutdown timeout (uvicorn's default waits forever) or none that can be read.
+SERVER_GRACE_FALLBACK = 5.0
 
 RunOnLoop = Callable[[Callable[[], None]], None]
 
 
 class Drainable(Protocol):
-    """What `drain()` needs of an open stream."""
+    """What a drain needs of an open stream."""
 
-    loop: LoopHandle
+    @property
+    def loop(self) -> LoopHandle: ...
 
-    def on_drain(self) -> None:
-        """Called on the stream's own event loop when the drain starts."""
+    def on_drain(self, server_grace: float | None) -> None:
+        """Called on the stream's own event loop when the drain reaches it.
 
-
-_draining = False
-_streams: set[Drainable] = set()
+        `server_grace` is the stopping server's graceful-shutdown timeout, if it has one.
+        """
 
 
 class LoopHandle(NamedTuple):
     key: Hashable
     run_soon: RunOnLoop  # thread- and signal-safe
     clock: Callable[[], float]  # the loop's own clock, usable outside a task (anyio's is not)
+
+
+class _NotDraining:
+    pass
+
+
+_NOT_DRAINING = _NotDraining()
+# The process-wide drain: _NOT_DRAINING, or the server grace it was started with.
+_process: float | _NotDraining | None = _NOT_DRAINING
+# Loops whose server is stopping -> that server's grace. Weak: a finished loop drops out,
+# and a new loop (the next server) is a new key.
+_loops: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
+_streams: set[Drainable] = set()
+# Open streams per loop, counted only while someone waits for them to end.
+_open: dict[Hashable, int] = {}
+_when_ended: dict[Hashable, list[Callable[[], None]]] = {}
 
 
 def loop_handle() -> LoopHandle:
@@ -67,42 +104,150 @@ def loop_handle() -> LoopHandle:
     return LoopHandle(loop, run_soon, loop.time)
 
 
+def current_loop_key() -> Hashable | None:
+    """The key `loop_handle()` would give in this thread, or None outside an event loop."""
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        return loop
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        with contextlib.suppress(RuntimeError):
+            return trio.lowlevel.current_trio_token()  # type: ignore[no-any-return]
+    return None
+
+
 def register(stream: Drainable) -> None:
+    """Track an open stream; call from its own loop. A drain already under way reaches it now."""
     _streams.add(stream)
+    key = stream.loop.key
+    if key in _open:
+        _open[key] += 1
+    grace = _grace_for(key)
+    if not isinstance(grace, _NotDraining):
+        stream.on_drain(grace)
 
 
 def unregister(stream: Drainable) -> None:
+    """The stream has ended; call from its own loop."""
+    if stream not in _streams:
+        return
     _streams.discard(stream)
+    key = stream.loop.key
+    if key in _open:
+        _open[key] -= 1
+        if not _open[key]:
+            del _open[key]
+            for callback in _when_ended.pop(key, []):
+                callback()
 
 
-def is_draining() -> bool:
-    return _draining
+def when_streams_ended(key: Hashable, callback: Callable[[], None]) -> None:
+    """Call `callback` (on loop `key`, from there) once no stream is open on that loop."""
+    if key not in _open:
+        count = sum(1 for stream in list(_streams) if stream.loop.key == key)
+        if not count:
+            callback()
+            return
+        _open[key] = count
+    _when_ended.setdefault(key, []).append(callback)
 
 
-def drain() -> None:
-    """End every open stream now, and every stream that starts until `reset()`."""
-    global _draining
-    _draining = True
+def is_draining(key: Hashable | None = None) -> bool:
+    """Whether streams on loop `key` (default: the current loop, if any) are being ended."""
+    if key is None:
+        key = current_loop_key()
+    return not isinstance(_grace_for(key), _NotDraining)
+
+
+def _grace_for(key: Hashable | None) -> float | _NotDraining | None:
+    if key is not None:
+        with contextlib.suppress(KeyError, TypeError):
+            return _loops[key]
+    return _process
+
+
+def drain(*, this_loop: bool = False) -> None:
+    """End every open `EventSourceResponse`, and every one started until `undrain()`.
+
+    Safe to call from anywhere: a signal handler, any thread, any event loop (asyncio or trio).
+    It returns at once; each stream ends on its own loop soon after: a stream with a
+    `shutdown_event` gets its `shutdown_grace_period` to send farewell events, then it is
+    cancelled; every stream ends its response cleanly (the final empty chunk). Call it where
+    a server without a built-in hook starts shutting down, or from a test.
+
+    With `this_loop=True`, call it on an event loop: only the streams of that loop end (a
+    server run in-process on its own loop, a test), until `undrain(this_loop=True)` there or
+    until the loop is gone.
+    """
+    global _process
+    if this_loop:
+        drain_loop(_require_loop())
+        return
+    _process = None
+    _schedule(None, None)
+
+
+def undrain(*, this_loop: bool = False) -> None:
+    """Undo `drain()`: streams started from now on run normally (a test is over, say)."""
+    global _process
+    if this_loop:
+        end_loop_drain(_require_loop())
+        return
+    _process = _NOT_DRAINING
+
+
+def _require_loop() -> Hashable:
+    key = current_loop_key()
+    if key is None:
+        raise RuntimeError("this_loop=True needs a running asyncio or trio event loop")
+    return key
+
+
+def drain_loop(key: Hashable, server_grace: float | None = None) -> None:
+    """A server running on loop `key` is stopping: end the streams on that loop.
+
+    Streams started on that loop are ended too, until `end_loop_drain(key)`. `server_grace` is
+    the server's graceful-shutdown timeout, where it has one. Signal- and thread-safe.
+    """
+    # TypeError: not weak-referenceable; then only the streams open now can be reached.
+    with contextlib.suppress(TypeError):
+        _loops[key] = server_grace
+    _schedule(key, server_grace)
+
+
+def end_loop_drain(key: Hashable) -> None:
+    """The server on loop `key` has stopped: a server started next on that loop starts clean."""
+    with contextlib.suppress(KeyError, TypeError):
+        del _loops[key]
+
+
+def server_grace(timeout: float | None) -> float:
+    """The grace a `shutdown_grace_period="server"` stream gets, given the server's timeout.
+
+    A little less than the server's own timeout, so that the generator is cancelled and the
+    response ended by us, cleanly, before the server gives up and cuts the connection.
+    """
+    if timeout is None:
+        return SERVER_GRACE_FALLBACK
+    return max(0.0, timeout - min(0.5, timeout / 2))
+
+
+def _schedule(key: Hashable | None, grace: float | None) -> None:
     by_loop: dict[Hashable, list[Drainable]] = {}
     # list() copies the set in one C call, safe against other threads adding or removing.
     for stream in list(_streams):
-        by_loop.setdefault(stream.loop.key, []).append(stream)
+        if key is None or stream.loop.key == key:
+            by_loop.setdefault(stream.loop.key, []).append(stream)
     for streams in by_loop.values():
         # RuntimeError: that loop is closed, and its streams are gone with it.
         with contextlib.suppress(RuntimeError):
-            streams[0].loop.run_soon(lambda streams=streams: _run(streams))  # type: ignore[misc]
+            streams[0].loop.run_soon(functools.partial(_run, streams, grace))
 
 
-def _run(streams: list[Drainable]) -> None:
+def _run(streams: list[Drainable], grace: float | None) -> None:
     for stream in streams:
         if stream in _streams:
             try:
-                stream.on_drain()
+                stream.on_drain(grace)
             except Exception:  # one stream's failure must not keep the others open
                 logger.exception("sse_starlette: ending a stream on shutdown failed")
-
-
-def reset() -> None:
-    """Let new streams run again (the process is not exiting after all, or a test is over)."""
-    global _draining
-    _draining = False

@@ -7,22 +7,17 @@ when its timer runs out. Shutdown reaches a stream through `_shutdown`, not thro
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import signal
-import sys
-import threading
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from starlette.background import BackgroundTask
-from starlette.concurrency import iterate_in_threadpool
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from sse_starlette import _shutdown
+from sse_starlette import _servers, _shutdown, _threads
 from sse_starlette.event import ServerSentEvent, _check_sep, ensure_bytes
 
 __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
@@ -51,22 +46,27 @@ class _AppStatusMeta(type):
         if value:
             _shutdown.drain()
         else:
-            _shutdown.reset()
+            _shutdown.undrain()
 
     @should_exit.deleter
     def should_exit(cls) -> None:
         # monkeypatch / mock.patch restore a class attribute they did not find in the class
         # __dict__ by deleting it: that must leave the published default, False.
-        _shutdown.reset()
+        _shutdown.undrain()
 
 
 class AppStatus(metaclass=_AppStatusMeta):
-    """Process-wide shutdown state, kept where the published package has it.
+    """Shutdown state, kept where the published package has it.
 
-    Setting `AppStatus.should_exit = True` ends every open stream and every stream started
-    afterwards; setting it back to False lets new streams run (tests that send real signals
-    to an in-process server reset it). Under uvicorn, SIGTERM/SIGINT set it automatically
-    unless `disable_automatic_graceful_drain()` was called.
+    Setting `AppStatus.should_exit = True` (like `sse_starlette.drain()`) ends every open
+    stream in the process and every stream started afterwards; setting it back to False
+    (`sse_starlette.undrain()`) lets new streams run. Reading it says whether streams on the
+    current event loop are being ended: by that, or because their server is shutting down.
+
+    Servers are hooked one by one (uvicorn, hypercorn, granian, daphne; see docs/shutdown.md):
+    on SIGTERM/SIGINT a server ends its own streams only, and once it has stopped nothing of
+    its shutdown remains for the next server, unless `disable_automatic_graceful_drain()`
+    was called.
     """
 
     enable_automatic_graceful_drain: bool = True
@@ -88,39 +88,31 @@ class AppStatus(metaclass=_AppStatusMeta):
 
     @staticmethod
     def handle_exit(*args: Any, **kwargs: Any) -> None:
-        """Installed as uvicorn's `Server.handle_exit`: drain the streams, then let uvicorn exit."""
+        """Drain every stream in the process, then call `original_handler` with the arguments.
+
+        The published package installed this as uvicorn's `Server.handle_exit`; uvicorn is now
+        hooked per server, and this stays for code that installs or calls it itself.
+        """
         if AppStatus.enable_automatic_graceful_drain:
             AppStatus.should_exit = True
         if AppStatus.original_handler is not None:
             AppStatus.original_handler(*args, **kwargs)
 
 
-_uvicorn_hooked = False
+def _automatic_drain() -> bool:
+    return AppStatus.enable_automatic_graceful_drain
 
 
-def _hook_uvicorn() -> None:
-    global _uvicorn_hooked
-    if _uvicorn_hooked or "uvicorn" not in sys.modules:
-        return
-    if importlib.util.find_spec("uvicorn.server") is None:  # pragma: no cover
-        return
-    from uvicorn.server import Server
-
-    _uvicorn_hooked = True
-    if Server.handle_exit is not AppStatus.handle_exit:
-        AppStatus.original_handler = Server.handle_exit
-        Server.handle_exit = AppStatus.handle_exit  # type: ignore[method-assign]
-    # uvicorn installs its signal handlers before it imports the app (`uvicorn app:app`),
-    # bound to the unpatched method: bind them again so they go through AppStatus.
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(sig)
-            server = getattr(handler, "__self__", None)
-            if isinstance(server, Server) and handler != server.handle_exit:
-                signal.signal(sig, server.handle_exit)
+def _uvicorn_hooked(original: Callable[..., Any]) -> None:
+    if AppStatus.original_handler is None:  # where the published package kept it
+        AppStatus.original_handler = original
 
 
-_hook_uvicorn()
+def _install_server_hooks() -> None:
+    _servers.install(_automatic_drain, _uvicorn_hooked)
+
+
+_install_server_hooks()
 
 
 def _ping_comment(sep: str) -> ServerSentEvent:
@@ -154,7 +146,8 @@ class EventSourceResponse(Response):
         client_close_handler_callable: awaited with the `http.disconnect` message.
         shutdown_event: set on server shutdown, so the generator can send farewell events.
         shutdown_grace_period: seconds the generator may go on after `shutdown_event` is set
-            before it is cancelled.
+            before it is cancelled; "server": a little less than the stopping server's own
+            graceful-shutdown timeout (docs/shutdown.md).
         cleanup_timeout: seconds the generator's `aclose()` may take after a failed or
             interrupted send before it is cancelled and a warning logged (None: no limit).
     """
@@ -179,14 +172,14 @@ class EventSourceResponse(Response):
         send_timeout: float | None = None,
         client_close_handler_callable: Callable[[Message], Awaitable[None]] | None = None,
         shutdown_event: anyio.Event | None = None,
-        shutdown_grace_period: float = 0,
+        shutdown_grace_period: float | Literal["server"] = 0,
         cleanup_timeout: float | None = DEFAULT_CLEANUP_TIMEOUT,
     ) -> None:
         self.sep = self.DEFAULT_SEPARATOR if sep is None else _check_sep(sep)
         if isinstance(content, AsyncIterable):
             self.body_iterator = content
         else:
-            self.body_iterator = iterate_in_threadpool(content)
+            self.body_iterator = _threads.iterate(content)
         self.status_code = status_code
         self.media_type = media_type
         self.background = background
@@ -196,7 +189,11 @@ class EventSourceResponse(Response):
         self.ping_message_factory = ping_message_factory
         self.client_close_handler_callable = client_close_handler_callable
         self._shutdown_event = shutdown_event
-        self._shutdown_grace_period = _non_negative("shutdown_grace_period", shutdown_grace_period)
+        self._shutdown_grace_period: float | Literal["server"] = (
+            "server"
+            if shutdown_grace_period == "server"
+            else _non_negative("shutdown_grace_period", shutdown_grace_period)
+        )
         self._cleanup_timeout = _non_negative("cleanup_timeout", cleanup_timeout)
         self.active = True
 
@@ -240,8 +237,7 @@ class EventSourceResponse(Response):
         raise NotImplementedError("Compression is not supported for SSE streams.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not _uvicorn_hooked:
-            _hook_uvicorn()
+        _install_server_hooks()
         headers = self.raw_headers
         if scope["type"] == "websocket":
             # An event stream is no websocket: answer the handshake with the response's
@@ -277,24 +273,24 @@ class _Stream:
 
     async def run(self, receive: Receive) -> None:
         response = self.response
-        with self.scope:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._guarded, self._listen, receive)
-                if response.data_sender_callable is not None:
-                    tg.start_soon(self._guarded, response.data_sender_callable)
-                _shutdown.register(self)
-                try:
-                    if _shutdown.is_draining():
-                        self.on_drain()
+        _shutdown.register(self)  # a drain under way ends the stream at once
+        try:
+            with self.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._guarded, self._listen, receive)
+                    if response.data_sender_callable is not None:
+                        tg.start_soon(self._guarded, response.data_sender_callable)
                     await self._guarded(self._send_events)
-                finally:
-                    _shutdown.unregister(self)
-                tg.cancel_scope.cancel()
-        if self.error is not None:
-            raise self.error
-        if not self.disconnected:
-            # The final empty chunk: the client sees a clean end of the response.
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                    tg.cancel_scope.cancel()
+            if self.error is not None:
+                raise self.error
+            if not self.disconnected:
+                # The final empty chunk: the client sees a clean end of the response.
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            # Only now: a server hook that waits for the streams to end (daphne's) waits for
+            # complete responses.
+            _shutdown.unregister(self)
 
     async def _guarded(self, func: Callable[..., Awaitable[None]], *args: Any) -> None:
         # The first error ends the stream and is raised as itself after the task group,
@@ -384,12 +380,14 @@ class _Stream:
         else:
             await self._send_with_timeout(message, response.send_timeout)
 
-    def on_drain(self) -> None:
+    def on_drain(self, server_grace: float | None) -> None:
         """Server shutdown: end the stream, or let the generator say goodbye first."""
         event = self.response._shutdown_event
         if event is None:
             self.scope.cancel()
             return
         event.set()
-        grace_end = self.loop.clock() + self.response._shutdown_grace_period
-        self.scope.deadline = min(self.scope.deadline, grace_end)
+        grace = self.response._shutdown_grace_period
+        if grace == "server":
+            grace = _shutdown.server_grace(server_grace)
+        self.scope.deadline = min(self.scope.deadline, self.loop.clock() + grace)

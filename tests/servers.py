@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,8 +43,26 @@ class Server:
         with self._changed:
             return "".join(self._lines)
 
+    def signal_group(self, sig: int = signal.SIGINT) -> None:
+        """Signal the server and all its workers at once, as Ctrl+C in a terminal does."""
+        os.killpg(self.process.pid, sig)
+
     def signal(self, sig: int = signal.SIGTERM) -> None:
         self.process.send_signal(sig)
+
+    def wait_accepting(self, timeout: float = 15.0) -> None:
+        """Wait until the server accepts connections (for a server that binds its own port)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise AssertionError(f"server exited early:\n{self.log()}") from None
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"server not accepting:\n{self.log()}") from None
+                time.sleep(0.05)  # polling a port that has no listener yet: nothing to wait on
 
     def wait_exit(self, timeout: float) -> int:
         code = self.process.wait(timeout=timeout)
@@ -63,29 +82,82 @@ class Server:
                 self._changed.wait(remaining)
 
 
+SERVERS = ("uvicorn", "uvicorn.run", "gunicorn", "hypercorn", "granian", "daphne")
+
+
+def _command(server: str, app: str, fd: int, port: int, args: tuple[str, ...]) -> list[str]:
+    python = sys.executable
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", app, "--fd", str(fd), "--log-level", "info", *args]
+    if server == "uvicorn.run":
+        # The app (and so sse_starlette) is imported before uvicorn, the order isort gives a
+        # script that ends in uvicorn.run(app): the hooks must still find uvicorn.
+        module, attr = app.split(":")
+        options = ", ".join(args)
+        script = (
+            f"from {module} import {attr} as app\n"
+            "import uvicorn\n"
+            f"uvicorn.run(app, fd={fd}, log_level='info', {options})\n"
+        )
+        return [python, "-c", script]
+    if server == "gunicorn":
+        return [
+            *(python, "-m", "gunicorn", app, "--bind", f"fd://{fd}"),
+            *("--worker-class", "uvicorn.workers.UvicornWorker", "--no-control-socket", *args),
+        ]
+    if server == "hypercorn":
+        return [python, "-m", "hypercorn", app, "--bind", f"fd://{fd}", *args]
+    if server == "granian":
+        return [
+            *(python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
+            *("--port", str(port), *args, app),
+        ]
+    if server == "daphne":
+        return [python, "-m", "daphne", "--fd", str(fd), *args, app]
+    raise ValueError(f"unknown server {server!r}; one of {SERVERS}")
+
+
 @contextlib.contextmanager
 def start_server(app: str, *args: str, server: str = "uvicorn") -> Iterator[Server]:
-    """Start `server` on 127.0.0.1 with `app` (module:attr); kill it on exit if still alive."""
+    """Start `server` on 127.0.0.1 with `app` (module:attr); kill it on exit if still alive.
+
+    `server` is one of `SERVERS`; `args` go to its command line ("uvicorn.run": keyword
+    arguments of `uvicorn.run`, as source). Every server but granian gets a socket that is
+    already listening, so clients may connect at once; granian binds its port itself
+    (SO_REUSEPORT): the port is held for it until it accepts connections.
+    """
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if server == "granian":
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", 0))
-    sock.listen(2048)
+    if server != "granian":
+        sock.listen(2048)
     port = sock.getsockname()[1]
     fd = sock.fileno()
-    if server == "uvicorn":
-        cmd = [sys.executable, "-m", "uvicorn", app, "--fd", str(fd), "--log-level", "info", *args]
-    else:  # pragma: no cover - other servers arrive with the shutdown issue
-        raise ValueError(server)
+    cmd = _command(server, app, fd, port, args)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Its own process group: a test may signal the whole group, as Ctrl+C in a terminal does.
     process = subprocess.Popen(
-        cmd, cwd=ROOT, pass_fds=[fd], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
+        cmd,
+        cwd=ROOT,
+        pass_fds=[fd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
-    sock.close()
     try:
-        yield Server(process, port)
+        running = Server(process, port)
+        if server == "granian":
+            running.wait_accepting()
+        sock.close()
+        yield running
     finally:
+        sock.close()
         if process.poll() is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         assert process.stdout is not None
         process.stdout.close()
@@ -97,3 +169,62 @@ def raw_request(port: int, path: str, method: str = "GET", headers: str = "") ->
     request = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n"
     sock.sendall(request.encode())
     return sock
+
+
+class Streams:
+    """Many raw HTTP/1.1 clients at once, read with one selector (1,000 sockets, one thread).
+
+    For each client it records when its chunked response ended (the final `0\r\n\r\n`
+    chunk arrived) and when the server closed the connection.
+    """
+
+    LAST_CHUNK = b"\r\n0\r\n\r\n"
+
+    def __init__(self, port: int, paths: list[str]) -> None:
+        self.socks = [socket.socket() for _ in paths]
+        self.data = [b""] * len(paths)
+        self.ended_at: list[float | None] = [None] * len(paths)
+        self.closed_at: list[float | None] = [None] * len(paths)
+        self._selector = selectors.DefaultSelector()
+        for i, (sock, path) in enumerate(zip(self.socks, paths, strict=True)):
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            sock.setblocking(False)
+            self._selector.register(sock, selectors.EVENT_READ, i)
+
+    def _read_until(self, done: Callable[[int], bool], what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        waiting = {i for i in range(len(self.socks)) if not done(i)}
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                sample = [self.data[i][-200:] for i in sorted(waiting)[:3]]
+                raise AssertionError(f"{len(waiting)} clients still waiting for {what}: {sample}")
+            for key, _ in self._selector.select(remaining):
+                i = key.data
+                chunk = self.socks[i].recv(65536)
+                now = time.monotonic()
+                if chunk:
+                    self.data[i] += chunk
+                    if self.ended_at[i] is None and self.data[i].endswith(self.LAST_CHUNK):
+                        self.ended_at[i] = now
+                else:
+                    self.closed_at[i] = now
+                    self._selector.unregister(self.socks[i])
+                if done(i) or self.closed_at[i] is not None:
+                    waiting.discard(i)
+
+    def wait_for(self, marker: bytes, timeout: float = 30) -> None:
+        """Every client has received `marker` (its stream is open and streaming)."""
+        self._read_until(lambda i: marker in self.data[i], repr(marker), timeout)
+        closed = [i for i, at in enumerate(self.closed_at) if at is not None]
+        assert not closed, f"closed before {marker!r}: {[self.data[i] for i in closed[:3]]}"
+
+    def wait_closed(self, timeout: float = 10) -> None:
+        """Every server has closed its side of the connection (end of file)."""
+        self._read_until(lambda i: self.closed_at[i] is not None, "the end", timeout)
+
+    def close(self) -> None:
+        self._selector.close()
+        for sock in self.socks:
+            sock.close()

@@ -1,0 +1,591 @@
+"""Shutdown under every server: real processes, real signals, up to 1,000 real connections.
+
+Each server runs in a subprocess (tests/servers.py) and the streams are read with raw sockets
+on 127.0.0.1, so a clean end is what a browser sees: the final `0\\r\\n\\r\\n` chunk of the
+chunked response, then the end of the connection. Servers started and stopped inside the test
+process (as test suites do) show that one server's shutdown touches no other server's streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import trio
+import uvicorn
+from hypercorn.config import Config as HypercornConfig
+
+import sse_starlette
+from sse_starlette import EventSourceResponse, _shutdown
+from sse_starlette.sse import AppStatus
+from tests.apps.shutdown import app
+from tests.asgi import asgi_call
+from tests.servers import Streams, start_server
+
+APP = "tests.apps.shutdown:app"
+HELLO = b"data: hello\r\n\r\n"
+CLEAN_END = Streams.LAST_CHUNK
+FAREWELL = b"event: farewell\r\ndata: bye\r\n\r\n"
+# Every stream ends this soon after the signal reaches the process that runs the app.
+STREAM_END = 0.5
+# uvicorn re-raises the signal it caught once it has shut down: it dies "by" that signal.
+UVICORN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)
+
+
+def assert_clean_log(log: str) -> None:
+    for word in ("Traceback", "ERROR", "Exception"):
+        assert word not in log, log
+
+
+def assert_clean_ends(streams: Streams, log: str) -> None:
+    unclean = [data[-100:] for data in streams.data if not data.endswith(CLEAN_END)]
+    assert not unclean, f"{len(unclean)} streams without a clean end: {unclean[:3]}\n{log}"
+
+
+def last_end(streams: Streams, since: float) -> float:
+    ends = [at for at in streams.ended_at if at is not None]
+    assert len(ends) == len(streams.socks), "a stream did not end"
+    return max(ends) - since
+
+
+# --- every server, many streams -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One way to run a server, and what to expect of it on shutdown."""
+
+    server: str
+    args: tuple[str, ...] = ()
+    sig: int = signal.SIGTERM
+    streams: int = 1000
+    exit_codes: tuple[int, ...] = (0,)
+
+    def __str__(self) -> str:
+        return " ".join([self.server, *self.args, signal.Signals(self.sig).name])
+
+
+BULK = [
+    Setup("uvicorn", exit_codes=UVICORN_EXITS),
+    Setup("uvicorn", ("--loop", "asyncio", "--http", "h11"), signal.SIGINT, 200, UVICORN_EXITS),
+    Setup("uvicorn.run", (), signal.SIGINT, 200, UVICORN_EXITS),
+    Setup("uvicorn", ("--workers", "2"), streams=200, exit_codes=UVICORN_EXITS),
+    Setup("gunicorn", ("--workers", "1")),
+    Setup("hypercorn", ("--worker-class", "asyncio")),
+    Setup("hypercorn", ("--worker-class", "uvloop"), signal.SIGINT, 200),
+    Setup("hypercorn", ("--worker-class", "trio"), signal.SIGINT),
+    Setup("granian"),
+    Setup("daphne"),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("setup", BULK, ids=str)
+def test_signal_ends_every_stream_cleanly_and_the_server_exits(setup: Setup) -> None:
+    with start_server(APP, *setup.args, server=setup.server) as server:
+        paths = ["/idle?name=first"] + ["/idle?name=quiet"] * (setup.streams - 1)
+        paths += ["/farewell?grace=2"] * 3
+        streams = Streams(server.port, paths)
+        try:
+            streams.wait_for(HELLO)
+            signalled = time.monotonic()
+            server.signal(setup.sig)
+            streams.wait_closed(timeout=10)
+            code = server.wait_exit(timeout=10)
+            exited = time.monotonic() - signalled
+        finally:
+            streams.close()
+        log = server.log()
+    assert_clean_ends(streams, log)
+    assert all(FAREWELL in data for data in streams.data[-3:]), streams.data[-3:]
+    ended = last_end(streams, signalled)
+    print(f"{setup}: {len(paths)} streams ended in {ended:.3f}s, exit in {exited:.3f}s")
+    # Generous: ending 1,000 streams is CPU work, on 2 cores shared with the clients.
+    assert ended < 2, f"streams took {ended:.3f}s to end\n{log}"
+    assert exited < 5, f"server took {exited:.3f}s to exit"
+    assert code in setup.exit_codes, log
+    assert "first: finally ran" in log
+    assert_clean_log(log)
+
+
+LATENCY = [
+    Setup("uvicorn", streams=50),
+    Setup("gunicorn", streams=50),
+    Setup("hypercorn", ("--worker-class", "asyncio"), streams=50),
+    Setup("hypercorn", ("--worker-class", "trio"), streams=50),
+    Setup("granian", streams=50),
+    Setup("daphne", streams=50),
+    # A supervisor relays the signal to its workers after a poll of its own (0.5 s for
+    # --workers), unless the signal reaches every process at once, as Ctrl+C's does.
+    Setup("uvicorn", ("--workers", "2"), signal.SIGINT, streams=50),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("setup", LATENCY, ids=str)
+def test_every_stream_ends_within_half_a_second_of_the_signal(setup: Setup) -> None:
+    with start_server(APP, *setup.args, server=setup.server) as server:
+        streams = Streams(server.port, ["/idle?name=quiet"] * setup.streams)
+        try:
+            streams.wait_for(HELLO)
+            signalled = time.monotonic()
+            if "--workers" in setup.args:
+                server.signal_group(setup.sig)
+            else:
+                server.signal(setup.sig)
+            streams.wait_closed(timeout=10)
+            server.wait_exit(timeout=10)
+        finally:
+            streams.close()
+        log = server.log()
+    assert_clean_ends(streams, log)
+    ended = last_end(streams, signalled)
+    print(f"{setup}: {setup.streams} streams ended in {ended:.3f}s")
+    assert ended < STREAM_END, f"streams took {ended:.3f}s to end\n{log}"
+
+
+# --- the generator's side -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GraceSetup:
+    server: str
+    args: tuple[str, ...]
+    grace: float  # what shutdown_grace_period="server" comes to
+
+    def __str__(self) -> str:
+        return " ".join([self.server, *self.args])
+
+
+GRACE = [
+    GraceSetup("uvicorn", ("--timeout-graceful-shutdown", "2"), 1.5),
+    GraceSetup("hypercorn", ("--graceful-timeout", "1"), 0.5),
+    GraceSetup("hypercorn", ("--graceful-timeout", "1", "--worker-class", "trio"), 0.5),
+    GraceSetup("daphne", ("--application-close-timeout", "2"), 1.5),
+]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("setup", GRACE, ids=str)
+def test_server_grace_period_comes_from_the_servers_graceful_timeout(setup: GraceSetup) -> None:
+    with start_server(APP, *setup.args, server=setup.server) as server:
+        streams = Streams(
+            server.port, ["/farewell?grace=server", "/farewell?grace=server&stubborn=1"]
+        )
+        try:
+            streams.wait_for(HELLO)
+            signalled = time.monotonic()
+            server.signal(signal.SIGTERM)
+            streams.wait_closed(timeout=10)
+            server.wait_exit(timeout=10)
+        finally:
+            streams.close()
+        log = server.log()
+    assert_clean_ends(streams, log)
+    polite, stubborn = (at - signalled for at in streams.ended_at if at is not None)
+    assert FAREWELL in streams.data[0]
+    assert polite < STREAM_END
+    # The stubborn generator is cancelled when its grace ends, a little before the server's
+    # own timeout would cut the connection: the response still ends cleanly.
+    assert setup.grace - 0.05 < stubborn < setup.grace + 0.5, (stubborn, log)
+    assert "stubborn: cancelled" in log
+    assert_clean_log(log)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("server", "args"),
+    [
+        ("uvicorn", ()),
+        ("hypercorn", ("--worker-class", "asyncio")),
+        ("hypercorn", ("--worker-class", "trio")),
+        ("granian", ()),
+        ("daphne", ()),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, tuple) else value,
+)
+def test_sync_iterator_blocked_in_its_thread_does_not_hold_the_server(
+    server: str, args: tuple[str, ...]
+) -> None:
+    with start_server(APP, *args, server=server) as running:
+        streams = Streams(running.port, ["/blocked-thread"] * 3)
+        try:
+            streams.wait_for(HELLO)
+            running.wait_log("sync iterator: blocked in its thread")
+            signalled = time.monotonic()
+            running.signal(signal.SIGTERM)
+            streams.wait_closed(timeout=10)
+            # The threads are still blocked: the process exits all the same.
+            running.wait_exit(timeout=5)
+        finally:
+            streams.close()
+        log = running.log()
+    assert_clean_ends(streams, log)
+    assert last_end(streams, signalled) < STREAM_END
+    assert_clean_log(log)
+
+
+@pytest.mark.server
+def test_generator_stuck_in_its_cleanup_is_cut_after_cleanup_timeout() -> None:
+    with start_server(APP) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(b"GET /stuck-cleanup HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        try:
+            # The client does not read: the server's send of the second event is blocked,
+            # with the generator parked at its yield.
+            server.wait_log("stuck cleanup: parked")
+            server.signal(signal.SIGTERM)
+            server.wait_log("stuck cleanup: started")
+            sock.settimeout(10)
+            body = b""
+            while chunk := sock.recv(1 << 20):
+                body += chunk
+            server.wait_exit(timeout=10)
+        finally:
+            sock.close()
+        log = server.log()
+    assert body.endswith(CLEAN_END)
+    started = float(re.findall(r"stuck cleanup: started at ([\d.]+)", log)[0])
+    cut = float(re.findall(r"stuck cleanup: cut at ([\d.]+)", log)[0])
+    assert 0.45 < cut - started < 1.0, (cut - started, log)
+    assert "generator cleanup exceeded cleanup_timeout=0.5s" in log
+    assert_clean_log(log)
+
+
+@pytest.mark.server
+def test_daphne_still_cancels_other_applications_at_once() -> None:
+    # daphne's own shutdown cancels every application; it waits for the streams only.
+    with start_server(APP, server="daphne") as server:
+        streams = Streams(server.port, ["/idle?name=first"])
+        hanging = Streams(server.port, ["/hang"])
+        try:
+            streams.wait_for(HELLO)
+            server.wait_log("hang: waiting forever")
+            signalled = time.monotonic()
+            server.signal(signal.SIGTERM)
+            streams.wait_closed(timeout=5)
+            hanging.wait_closed(timeout=5)
+            server.wait_exit(timeout=5)
+            exited = time.monotonic() - signalled
+        finally:
+            streams.close()
+            hanging.close()
+        log = server.log()
+    assert_clean_ends(streams, log)
+    assert exited < 1.5, exited
+    assert "Killed 1 pending application instances" in log
+
+
+# --- uvicorn --reload ---------------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_reload_restarts_at_once_with_streams_open(tmp_path: Path) -> None:
+    watched = tmp_path / "watched.py"
+    watched.write_text("x = 1\n")
+    with start_server(APP, "--reload", "--reload-dir", str(tmp_path)) as server:
+        old = Streams(server.port, ["/idle?name=old"] * 20)
+        try:
+            old.wait_for(HELLO)
+            # The reloader may start watching after the worker serves: change the file until
+            # it sees a change.
+            for version in range(2, 40):
+                watched.write_text(f"x = {version}\n")
+                with contextlib.suppress(AssertionError):
+                    server.wait_log("Reloading...", timeout=0.5)
+                    break
+            detected = time.monotonic()
+            old.wait_closed(timeout=10)
+            restarted = last_end(old, detected)
+            new = Streams(server.port, ["/idle?name=new"] * 5)
+            new.wait_for(HELLO)
+            signalled = time.monotonic()
+            server.signal(signal.SIGTERM)
+            new.wait_closed(timeout=10)
+            server.wait_exit(timeout=10)
+            exited = time.monotonic() - signalled
+        finally:
+            old.close()
+        new.close()
+        log = server.log()
+    print(f"--reload: streams ended {restarted:.3f}s after the change was seen, exit {exited:.3f}s")
+    assert_clean_ends(old, log)
+    assert_clean_ends(new, log)
+    # The old worker's streams end as it stops, and a new worker starts.
+    assert restarted < 1, restarted
+    assert exited < 5
+    assert "Waiting for connections to close" not in log
+    assert_clean_log(log)
+
+
+# --- several servers in one process -------------------------------------------------------------
+
+
+def listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
+
+
+class InProcess:
+    """A server serving tests/apps/shutdown.py in a thread of the test process, on its own loop."""
+
+    def __init__(self, run: Callable[[InProcess], None]) -> None:
+        self.sock = listening_socket()
+        self.port = self.sock.getsockname()[1]
+        self.stop: Callable[[], object] = lambda: None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(run,), daemon=True)
+        self._thread.start()
+        assert self.ready.wait(10), "server did not start"
+
+    def _run(self, run: Callable[[InProcess], None]) -> None:
+        try:
+            run(self)
+        except BaseException as exc:  # reported by join()
+            self.error = exc
+            self.ready.set()
+
+    def join(self) -> None:
+        if self._thread.is_alive():
+            self.stop()
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "server did not stop"
+        self.sock.close()
+        if self.error is not None:
+            raise self.error
+
+
+def uvicorn_servers(count: int) -> Callable[[InProcess], None]:
+    """`count` uvicorn servers one after the other, on one asyncio loop."""
+
+    def run(this: InProcess) -> None:
+        async def serve_all() -> None:
+            for _ in range(count):
+                server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+
+                def stop(server: uvicorn.Server = server) -> None:
+                    server.should_exit = True
+
+                this.stop = stop
+                this.ready.set()
+                await server.serve(sockets=[socket.socket(fileno=os.dup(this.sock.fileno()))])
+
+        asyncio.run(serve_all())
+
+    return run
+
+
+def hypercorn_asyncio_servers(count: int) -> Callable[[InProcess], None]:
+    """`count` hypercorn servers one after the other, on one asyncio loop."""
+    from hypercorn.asyncio import serve
+
+    def run(this: InProcess) -> None:
+        async def serve_all() -> None:
+            for _ in range(count):
+                config = HypercornConfig()
+                config.bind = [f"fd://{os.dup(this.sock.fileno())}"]
+                stop = asyncio.Event()
+                this.stop = functools.partial(
+                    asyncio.get_running_loop().call_soon_threadsafe, stop.set
+                )
+                this.ready.set()
+                await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+        asyncio.run(serve_all())
+
+    return run
+
+
+def hypercorn_trio(this: InProcess) -> None:
+    from hypercorn.trio import serve
+
+    config = HypercornConfig()
+    config.bind = [f"fd://{os.dup(this.sock.fileno())}"]
+    config.graceful_timeout = 3
+
+    async def main() -> None:
+        stop = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+        this.stop = lambda: trio.from_thread.run_sync(stop.set, trio_token=token)
+        this.ready.set()
+        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+    trio.run(main)
+
+
+def ticks_seen(data: bytes) -> int:
+    return max((int(n) for n in re.findall(rb"data: (\d+)\r\n", data)), default=-1)
+
+
+def wait_for_more_ticks(streams: Streams, more: int = 5) -> None:
+    """Every stream is still running: each receives events it had not reached before."""
+    streams.wait_for(b"data: %d\r\n" % (max(ticks_seen(data) for data in streams.data) + more))
+
+
+@pytest.mark.server
+def test_stopping_one_in_process_server_ends_only_its_own_streams() -> None:
+    servers = [InProcess(uvicorn_servers(1)), InProcess(uvicorn_servers(1))]
+    servers.append(InProcess(hypercorn_trio))
+    uvicorn_a, hypercorn_c = servers[0], servers[2]
+    a, b, c = (Streams(server.port, ["/ticks"] * 5) for server in servers)
+    farewell_a, farewell_c = (Streams(s.port, ["/farewell"]) for s in (uvicorn_a, hypercorn_c))
+    opened = [a, b, c, farewell_a, farewell_c]
+    try:
+        for streams in (a, b, c):
+            streams.wait_for(b"data: 1\r\n")
+        for streams in (farewell_a, farewell_c):
+            streams.wait_for(HELLO)
+        uvicorn_a.join()  # server.should_exit = True, from this thread
+        for streams in (a, farewell_a):
+            streams.wait_closed(timeout=5)
+            assert_clean_ends(streams, "")
+        assert FAREWELL in farewell_a.data[0]
+        wait_for_more_ticks(b)
+        wait_for_more_ticks(c)
+        hypercorn_c.join()  # a trio server, stopped through its shutdown_trigger
+        for streams in (c, farewell_c):
+            streams.wait_closed(timeout=5)
+            assert_clean_ends(streams, "")
+        assert FAREWELL in farewell_c.data[0]
+        wait_for_more_ticks(b)
+        # Nothing of those shutdowns is left for the next server in this process.
+        assert AppStatus.should_exit is False
+        servers.append(InProcess(uvicorn_servers(1)))
+        d = Streams(servers[-1].port, ["/ticks"] * 3)
+        opened.append(d)
+        d.wait_for(b"data: 5\r\n")
+    finally:
+        for server in servers:
+            with contextlib.suppress(AssertionError):
+                server.join()
+        for streams in opened:
+            streams.close()
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("servers", [uvicorn_servers, hypercorn_asyncio_servers])
+def test_a_server_started_again_on_the_same_loop_starts_clean(
+    servers: Callable[[int], Callable[[InProcess], None]],
+) -> None:
+    server = InProcess(servers(2))
+    try:
+        first = Streams(server.port, ["/ticks"] * 3)
+        first.wait_for(b"data: 1\r\n")
+        server.stop()
+        first.wait_closed(timeout=5)
+        assert_clean_ends(first, "")
+        first.close()
+        # The second server runs on the loop the first one drained.
+        second = Streams(server.port, ["/ticks"] * 3)
+        second.wait_for(b"data: 5\r\n")
+        second.close()
+    finally:
+        server.join()
+
+
+# --- the public drain API -----------------------------------------------------------------------
+
+
+async def idle_events() -> AsyncIterator[str]:
+    yield "hello"
+    await anyio.sleep_forever()
+
+
+@pytest.mark.anyio
+async def test_drain_ends_open_streams_and_new_ones_until_undrain() -> None:
+    async with asgi_call(EventSourceResponse(idle_events(), ping=0)) as call:
+        await call.wait_chunks(1)
+        sse_starlette.drain()
+        await call.wait_until(lambda c: c.complete, timeout=2)
+    assert call.chunks == [b"data: hello\r\n\r\n", b""]
+    async with asgi_call(EventSourceResponse(idle_events(), ping=0)) as call:
+        await call.wait_until(lambda c: c.complete, timeout=2)
+    assert AppStatus.should_exit is True
+    sse_starlette.undrain()
+    assert AppStatus.should_exit is False
+    async with asgi_call(EventSourceResponse(idle_events(), ping=0)) as call:
+        await call.wait_chunks(1)
+        assert not call.complete
+
+
+def run_in_thread(backend: str, body: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            results.append(anyio.run(body, backend=backend))
+        except BaseException as exc:
+            results.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, results
+
+
+@pytest.mark.parametrize("other_backend", ["asyncio", "trio"])
+def test_drain_this_loop_leaves_other_loops_streams_running(other_backend: str) -> None:
+    running = threading.Event()
+    release = threading.Event()
+
+    async def other_loop() -> list[bytes]:
+        async with asgi_call(EventSourceResponse(idle_events(), ping=0)) as call:
+            await call.wait_chunks(1)
+            running.set()
+            await anyio.to_thread.run_sync(release.wait)
+            assert not call.complete
+        return call.chunks
+
+    thread, results = run_in_thread(other_backend, other_loop)
+    try:
+        assert running.wait(5)
+
+        async def this_loop() -> list[bytes]:
+            async with asgi_call(EventSourceResponse(idle_events(), ping=0)) as call:
+                await call.wait_chunks(1)
+                sse_starlette.drain(this_loop=True)
+                assert AppStatus.should_exit is True  # read on this loop
+                await call.wait_until(lambda c: c.complete, timeout=2)
+            sse_starlette.undrain(this_loop=True)
+            assert AppStatus.should_exit is False
+            return call.chunks
+
+        assert anyio.run(this_loop) == [b"data: hello\r\n\r\n", b""]
+        assert AppStatus.should_exit is False
+    finally:
+        release.set()
+        thread.join(5)
+    assert results == [[b"data: hello\r\n\r\n"]]
+
+
+def test_drain_this_loop_needs_a_loop() -> None:
+    with pytest.raises(RuntimeError):
+        sse_starlette.drain(this_loop=True)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "grace"),
+    [(None, _shutdown.SERVER_GRACE_FALLBACK), (3, 2.5), (2, 1.5), (0.4, 0.2), (0, 0)],
+)
+def test_server_grace_is_a_little_less_than_the_servers_timeout(
+    timeout: float | None, grace: float
+) -> None:
+    assert _shutdown.server_grace(timeout) == pytest.approx(grace)
