@@ -28,6 +28,9 @@ class ASGICall:
 
     async def send(self, message: Message) -> None:
         self.messages.append(message)
+        self._notify()
+
+    def _notify(self) -> None:
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -56,12 +59,8 @@ class ASGICall:
         with anyio.fail_after(timeout):
             while not predicate(self):
                 if self.done.is_set():
-                    if predicate(self):
-                        return
                     raise AssertionError(f"app finished first; messages: {self.messages}")
-                changed = self._changed
-                with anyio.move_on_after(0.05):  # also re-check `done`
-                    await changed.wait()
+                await self._changed.wait()  # also set when the app returns
 
     async def wait_chunks(self, n: int, timeout: float = 5) -> list[bytes]:
         await self.wait_until(lambda c: len(c.chunks) >= n, timeout)
@@ -107,6 +106,7 @@ async def asgi_call(
                 raise
         finally:
             call.done.set()
+            call._notify()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)

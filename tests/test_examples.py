@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import re
@@ -17,8 +16,9 @@ from datetime import datetime
 import httpx
 import pytest
 
+from sse_starlette.parser import EventStreamParser
 from sse_starlette.sse import AppStatus
-from tests.asgi import ASGICall, asgi_call
+from sse_starlette.testing import SSETestClient
 from tests.servers import ROOT
 
 basic = importlib.import_module("examples.01_basic_sse")
@@ -27,49 +27,32 @@ database = importlib.import_module("examples.03_database_streaming")
 advanced = importlib.import_module("examples.04_advanced_features")
 
 
-def parse_events(body: bytes) -> list[dict[str, str]]:
-    """Split a stream into events: {field: value}; comments under "", `data` lines joined by LF."""
-    events = []
-    text = body.decode().replace("\r\n", "\n")
-    for block in text.split("\n\n"):
-        if not block:
-            continue
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            fields[name] = f"{fields[name]}\n{value}" if name in fields else value
-        events.append(fields)
-    return events
-
-
-def events_of(call: ASGICall, type_: str) -> list[dict[str, str]]:
-    return [event for event in parse_events(call.body) if event.get("event") == type_]
-
-
 # 01_basic_sse
 
 
 @pytest.mark.anyio
 async def test_basic_counter_streams_numbered_events(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(basic, "DELAY_SECONDS", 0)
-    async with asgi_call(basic.app, path="/events") as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    assert dict(call.start["headers"])[b"content-type"].startswith(b"text/event-stream")
-    numbers = [str(n) for n in range(1, basic.COUNT + 1)]
-    assert parse_events(call.body) == [{"id": n, "event": "tick", "data": n} for n in numbers]
+    async with SSETestClient(basic.app) as client, client.stream("/events") as stream:
+        await stream.read_to_end()
+    assert stream.complete
+    assert stream.headers["content-type"].startswith("text/event-stream")
+    numbers = range(1, basic.COUNT + 1)
+    assert stream.raw == b"".join(
+        f"id: {n}\r\nevent: tick\r\ndata: {n}\r\n\r\n".encode() for n in numbers
+    )
 
 
 @pytest.mark.anyio
 async def test_basic_sync_generator_streams_from_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(basic, "DELAY_SECONDS", 0)
-    async with asgi_call(basic.app, path="/sync") as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    assert parse_events(call.body) == [
-        {"id": str(n), "data": f"blocking step {n}"} for n in range(1, basic.COUNT + 1)
-    ]
+    async with SSETestClient(basic.app) as client, client.stream("/sync") as stream:
+        await stream.read_to_end()
+    assert stream.complete
+    numbers = range(1, basic.COUNT + 1)
+    assert stream.raw == b"".join(
+        f"id: {n}\r\ndata: blocking step {n}\r\n\r\n".encode() for n in numbers
+    )
 
 
 # 02_message_broadcasting
@@ -77,31 +60,28 @@ async def test_basic_sync_generator_streams_from_a_thread(monkeypatch: pytest.Mo
 
 @pytest.mark.anyio
 async def test_broadcast_reaches_every_client_and_leaving_unsubscribes() -> None:
-    app, hub = broadcasting.app, broadcasting.broadcast
-    transport = httpx.ASGITransport(app=app)
+    hub = broadcasting.broadcast
     async with (
-        httpx.AsyncClient(transport=transport, base_url="http://test") as http,
-        asgi_call(app, path="/events") as first,
-        asgi_call(app, path="/events") as second,
+        SSETestClient(broadcasting.app) as client,
+        client.stream("/events") as first,
+        client.stream("/events") as second,
     ):
         # The first event is sent once the client is subscribed.
-        await first.wait_chunks(1)
-        await second.wait_chunks(1)
-        assert parse_events(first.body) == [{"": "subscribed", "retry": "2000"}]
+        for stream in (first, second):
+            await stream.wait(lambda s: s.raw.endswith(b"\r\n\r\n"))
+            assert stream.raw == b": subscribed\r\nretry: 2000\r\n\r\n"
         assert hub.subscriber_count == 2
 
-        response = await http.post("/messages", json={"text": "hello, both"})
+        response = await client.request("POST", "/messages", json={"text": "hello, both"})
         assert response.status_code == 200
         assert response.json() == {"delivered": 2}
 
-        for call in (first, second):
-            await call.wait_until(lambda c: bool(events_of(c, "message")))
-        first_message, second_message = events_of(first, "message"), events_of(second, "message")
-        assert first_message == second_message
-        (message,) = first_message
-        assert json.loads(message["data"]) == {"text": "hello, both"}
-        assert message["id"].isdigit()
-    assert first.exception is None and second.exception is None
+        message = await first.next()
+        assert await second.next() == message
+        assert first.events == second.events == [message]
+        assert message.event == "message"
+        assert message.json() == {"text": "hello, both"}
+        assert message.id.isdigit()
     assert hub.subscriber_count == 0
 
 
@@ -111,8 +91,8 @@ async def test_broadcast_skips_a_client_whose_queue_is_full() -> None:
     with hub.subscribe() as queue:
         assert hub.publish(broadcasting.Message(text="kept")) == 1
         assert hub.publish(broadcasting.Message(text="dropped")) == 0
-        (event,) = parse_events(queue.receive_nowait())
-        assert json.loads(event["data"]) == {"text": "kept"}
+        (event,) = EventStreamParser().feed(queue.receive_nowait())
+        assert event.json() == {"text": "kept"}
     assert hub.subscriber_count == 0
 
 
@@ -165,14 +145,13 @@ asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 @asyncio_only
 async def test_database_rows_arrive_in_order_as_json_with_ids() -> None:
-    app = database.app
-    async with app.router.lifespan_context(app), asgi_call(app, path="/users") as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    events = parse_events(call.body)
-    assert [event["id"] for event in events] == ["1", "2", "3", "4", "5"]
-    assert {event["event"] for event in events} == {"user"}
-    assert [json.loads(event["data"]) for event in events] == [
+    # The client runs the app's lifespan, which creates and fills the database.
+    async with SSETestClient(database.app) as client, client.stream("/users") as stream:
+        events = await stream.read_to_end()
+    assert stream.complete
+    assert [event.id for event in events] == ["1", "2", "3", "4", "5"]
+    assert {event.event for event in events} == {"user"}
+    assert [event.json() for event in events] == [
         {"id": n, "name": name, "email": email}
         for n, (name, email) in enumerate(database.SAMPLE_USERS, start=1)
     ]
@@ -184,15 +163,13 @@ async def test_database_rows_arrive_in_order_as_json_with_ids() -> None:
     ("header", "ids"), [("2", ["3", "4", "5"]), ("junk", ["1", "2", "3", "4", "5"])]
 )
 async def test_database_resumes_after_last_event_id(header: str, ids: list[str]) -> None:
-    app = database.app
-    headers = [(b"last-event-id", header.encode())]
     async with (
-        app.router.lifespan_context(app),
-        asgi_call(app, path="/users", headers=headers) as call,
+        SSETestClient(database.app) as client,
+        client.stream("/users", headers={"Last-Event-ID": header}) as stream,
     ):
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    assert [event["id"] for event in parse_events(call.body)] == ids
+        events = await stream.read_to_end()
+    assert stream.complete
+    assert [event.id for event in events] == ids
 
 
 # 04_advanced_features
@@ -200,12 +177,12 @@ async def test_database_resumes_after_last_event_id(header: str, ids: list[str])
 
 @pytest.mark.anyio
 async def test_advanced_readings_are_pydantic_json_with_ids() -> None:
-    async with asgi_call(advanced.app, path="/readings") as call:
-        await call.wait_chunks(1)
-    (event,) = parse_events(call.body)
-    assert event["event"] == "reading"
-    assert event["id"] == "1"
-    reading = advanced.Reading.model_validate_json(event["data"])
+    async with SSETestClient(advanced.app) as client, client.stream("/readings") as stream:
+        event = await stream.next()
+        assert stream.events == [event]
+    assert event.event == "reading"
+    assert event.id == "1"
+    reading = advanced.Reading.model_validate_json(event.data)
     assert reading == advanced.read_sensor(1).model_copy(update={"taken_at": reading.taken_at})
 
 
@@ -216,25 +193,29 @@ async def test_advanced_custom_ping_and_disconnect_log(
     monkeypatch.setattr(advanced, "PING_SECONDS", 0.05)
     monkeypatch.setattr(advanced, "READING_SECONDS", 60)
     caplog.set_level(logging.INFO, logger=advanced.logger.name)
-    async with asgi_call(advanced.app, path="/readings") as call:
-        await call.wait_until(lambda c: bool(events_of(c, "ping")))
-    ping = events_of(call, "ping")[0]
-    assert set(ping) == {"event", "data"}
-    assert datetime.fromisoformat(ping["data"]).tzinfo is not None
-    assert call.exception is None
+    async with SSETestClient(advanced.app) as client, client.stream("/readings") as stream:
+        ping = await stream.until(lambda event: event.event == "ping")
+    # A block of exactly these two fields (an event's id would carry over to the ping).
+    assert f"\r\n\r\nevent: ping\r\ndata: {ping.data}\r\n\r\n".encode() in stream.raw
+    assert datetime.fromisoformat(ping.data).tzinfo is not None
     assert any("left /readings" in record.getMessage() for record in caplog.records)
 
 
 @pytest.mark.anyio
 async def test_advanced_memory_channel_delivers_every_item() -> None:
-    async with asgi_call(advanced.app, path="/channel") as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    readings = [advanced.Reading.model_validate_json(e["data"]) for e in parse_events(call.body)]
+    async with SSETestClient(advanced.app) as client, client.stream("/channel") as stream:
+        events = await stream.read_to_end()
+    assert stream.complete
+    readings = [advanced.Reading.model_validate_json(event.data) for event in events]
     assert [r.celsius for r in readings] == [
         advanced.read_sensor(n).celsius for n in range(1, advanced.CHANNEL_ITEMS + 1)
     ]
     assert {r.sensor for r in readings} == {"channel"}
+
+
+FAREWELL = (
+    f"event: farewell\r\ndata: server is shutting down\r\nretry: {advanced.FAREWELL_RETRY_MS}"
+)
 
 
 @pytest.mark.anyio
@@ -242,18 +223,13 @@ async def test_advanced_shutdown_sends_a_farewell_then_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(advanced, "READING_SECONDS", 60)
-    async with asgi_call(advanced.app, path="/readings") as call:
-        await call.wait_chunks(1)
-        AppStatus.should_exit = True
-        await call.wait_until(lambda c: c.complete)
-    assert call.exception is None
-    events = parse_events(call.body)
-    assert [event["event"] for event in events] == ["reading", "farewell"]
-    assert events[-1] == {
-        "event": "farewell",
-        "data": "server is shutting down",
-        "retry": str(advanced.FAREWELL_RETRY_MS),
-    }
+    async with SSETestClient(advanced.app) as client, client.stream("/readings") as stream:
+        await stream.next()
+        await stream.drain()
+    assert stream.complete
+    assert [event.event for event in stream.events] == ["reading", "farewell"]
+    # The farewell is a block of exactly these fields.
+    assert stream.raw.endswith(f"\r\n\r\n{FAREWELL}\r\n\r\n".encode())
 
 
 @pytest.mark.anyio
@@ -262,14 +238,16 @@ async def test_advanced_shutdown_from_outside_the_loop_reaches_every_stream() ->
     # task, with none of the event loop's context variables.
     drain = threading.Thread(target=setattr, args=(AppStatus, "should_exit", True))
     async with (
-        asgi_call(advanced.app, path="/readings") as first,
-        asgi_call(advanced.app, path="/readings") as second,
+        SSETestClient(advanced.app) as client,
+        client.stream("/readings") as first,
+        client.stream("/readings") as second,
     ):
-        await first.wait_chunks(1)
-        await second.wait_chunks(1)
+        await first.next()
+        await second.next()
         drain.start()
         drain.join()
-        for call in (first, second):
-            await call.wait_until(lambda c: c.complete, timeout=2)
-    for call in (first, second):
-        assert [event["event"] for event in parse_events(call.body)] == ["reading", "farewell"]
+        for stream in (first, second):
+            await stream.read_to_end(timeout=2)
+            assert stream.complete
+    for stream in (first, second):
+        assert [event.event for event in stream.events] == ["reading", "farewell"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.asgi import asgi_call
+from sse_starlette.testing import SSETestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -47,10 +47,11 @@ def test_docs_snippet_runs(snippet: str) -> None:
 async def test_quick_start_app_streams_numbered_events() -> None:
     quick_start = next(s for s in SNIPPETS if "Starlette(routes" in s)
     app = run(quick_start.replace("anyio.sleep(1)", "anyio.sleep(0)"))["app"]
-    async with asgi_call(app, path="/events") as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.body.startswith(b"id: 0\r\ndata: Event 0\r\n\r\nid: 1\r\ndata: Event 1\r\n\r\n")
-    assert b"data: Event 9" in call.body
+    async with SSETestClient(app) as client, client.stream("/events") as stream:
+        await stream.read_to_end()
+    assert stream.complete
+    assert stream.raw.startswith(b"id: 0\r\ndata: Event 0\r\n\r\nid: 1\r\ndata: Event 1\r\n\r\n")
+    assert b"data: Event 9" in stream.raw
 
 
 @pytest.mark.anyio
@@ -58,6 +59,7 @@ async def test_memory_channel_snippet_streams_every_item() -> None:
     snippet = next(s for s in SNIPPETS if "data_sender_callable" in s)
     endpoint = run(snippet)["channel_endpoint"]
     response = await endpoint(None)
-    async with asgi_call(response) as call:
-        await call.wait_until(lambda c: c.complete)
-    assert call.body == b"".join(f"data: Item {i}\r\n\r\n".encode() for i in range(10))
+    async with SSETestClient(response) as client, client.stream() as stream:
+        await stream.read_to_end()
+    assert stream.complete
+    assert stream.raw == b"".join(f"data: Item {i}\r\n\r\n".encode() for i in range(10))
