@@ -45,7 +45,7 @@ class BrokerMetrics:
 
     published: int = 0
     delivered: int = 0
-    subscribers: int = 0
+    subscribers: int = 0  # attached now: each receives every event published from here on
     resumes: int = 0
     resets: int = 0
     slow_consumer_disconnects: int = 0
@@ -159,6 +159,9 @@ class Broker:
         fields = event_fields(event, self.sep)
         id = await self.backend.publish(topic, fields)
         self.metrics.published += 1
+        # Let the subscribers run before the next publish: a publisher in a tight loop would
+        # otherwise fill every buffer and be taken for a slow consumer.
+        await anyio.lowlevel.checkpoint()
         return id
 
     def _deliver(self, event: BrokerEvent) -> None:
@@ -266,6 +269,7 @@ class Subscription:
         self._waiter: anyio.Event | None = None
         self._skip: dict[str, tuple[int, int]] = {}
         self._started = False
+        self._counted = False
         self._closed = False
         self._dropped = False  # events were dropped (drop_oldest): a reset event is due
         self._attached: list[str] = []
@@ -324,13 +328,14 @@ class Subscription:
         if self._closed:
             return
         broker = self.broker
-        broker.metrics.subscribers += 1
         for name in self.topics:
             self._positions[name] = await broker._attach(name, self)
             self._attached.append(name)
             if self._closed:  # closed while attaching: _end() did not see this topic yet
                 broker._detach(name, self)
                 return
+        self._counted = True  # attached: it receives every event from here on
+        broker.metrics.subscribers += 1
         if self.last_event_id is None:
             return
         broker.metrics.resumes += 1
@@ -400,7 +405,7 @@ class Subscription:
         self._pending.clear()
         for name in self._attached:
             self.broker._detach(name, self)
-        if self._started:
+        if self._counted:
             self.broker.metrics.subscribers -= 1
         self._attached = []
         waiter, self._waiter = self._waiter, None

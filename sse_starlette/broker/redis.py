@@ -169,6 +169,9 @@ class RedisBackend:
                     self.cursors[topic] = id
                     if self.deliver is not None:
                         self.deliver(self._event(topic, id, fields))
+                        # A reply holds up to 1,000 events: let subscribers send each one
+                        # before the next, or a burst would overflow every buffer.
+                        await anyio.lowlevel.checkpoint()
 
     def _event(self, topic: str, id: str, fields: dict[str, str]) -> BrokerEvent:
         retry = fields.get("retry")
