@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from sse_starlette.testing import SSETestClient
@@ -63,3 +64,18 @@ async def test_memory_channel_snippet_streams_every_item() -> None:
         await stream.read_to_end()
     assert stream.complete
     assert stream.raw == b"".join(f"data: Item {i}\r\n\r\n".encode() for i in range(10))
+
+
+@pytest.mark.anyio
+async def test_broker_snippet_streams_what_is_published() -> None:
+    from sse_starlette.testing import SSETestClient
+
+    namespace = run(next(s for s in SNIPPETS if "broker.response" in s))
+    app, broker = namespace["app"], namespace["broker"]
+    async with SSETestClient(app) as client, client.stream("/events") as stream:
+        with anyio.fail_after(5):
+            while broker.metrics.subscribers != 1:  # attached: it gets what is published next
+                await anyio.sleep(0.005)
+        published = await client.request("POST", "/publish", content=b"hello")
+        (event,) = await stream.take(1)
+    assert (event.event, event.data, event.id) == ("headline", "hello", published.json()["id"])
