@@ -1,0 +1,713 @@
+"""Consume Server-Sent Events in Python, the way a browser's `EventSource` does.
+
+`EventSource` (async, asyncio or trio) and `SyncEventSource` (blocking) read a
+`text/event-stream` response with the shared WHATWG parser, reconnect after a drop, honour the
+server's `retry`, send `Last-Event-ID` and stop for good on `204 No Content`.
+
+Needs httpx: `pip install "sse-starlette[client]"`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import anyio
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        'sse_starlette.client needs httpx: pip install "sse-starlette[client]"'
+    ) from exc
+
+from sse_starlette.parser import (
+    _DEFAULT_MAX_EVENT_SIZE,
+    Event,
+    EventStreamParser,
+    EventTooLargeError,
+)
+
+__all__ = [
+    "Event",
+    "EventSource",
+    "EventTooLargeError",
+    "SSEError",
+    "SSEReconnectError",
+    "SSEResponseError",
+    "SSEStreamEndedError",
+    "SyncEventSource",
+]
+
+logger = logging.getLogger("sse_starlette.client")
+
+DEFAULT_RETRY = 3.0  # seconds; the spec leaves the initial reconnection time to the client
+# An idle event stream is normal, so no read timeout (a browser has none either).
+DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=None)
+
+# Answers worth another try: the server is overloaded or restarting, not refusing us.
+_TRANSIENT_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
+
+# Failures of the connection, worth another try; a LocalProtocolError or UnsupportedProtocol
+# (also transport errors) would fail the same way again.
+_NETWORK_ERRORS = (
+    httpx.NetworkError,
+    httpx.TimeoutException,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
+
+OnReconnect = Callable[[int, float, Exception], object]
+
+
+class SSEError(Exception):
+    """Base class of the errors `EventSource` and `SyncEventSource` raise themselves."""
+
+
+class SSEResponseError(SSEError):
+    """The server answered with something other than `200` and `text/event-stream`.
+
+    `status_code`, `content_type` (`""` when absent) and `url` say what arrived; `transient`
+    is true for the statuses that are retried within the reconnection limits (408, 429, 500,
+    502, 503, 504). The body is not read.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.content_type = response.headers.get("content-type", "")
+        self.url = str(response.request.url)
+        self.transient = self.status_code in _TRANSIENT_STATUSES
+        where = f"{response.request.method} {self.url}"
+        if self.status_code == 200:
+            message = (
+                f"{where} answered 200 with Content-Type {self.content_type or '(none)'!r}; "
+                "an event stream needs text/event-stream"
+            )
+        else:
+            message = (
+                f"{where} answered {self.status_code} {response.reason_phrase}; "
+                "an event stream needs 200 with Content-Type text/event-stream"
+            )
+        super().__init__(message)
+
+
+class SSEStreamEndedError(SSEError):
+    """The server ended the response. Not raised on its own: the cause of a reconnection."""
+
+
+class SSEReconnectError(SSEError):
+    """Reconnecting gave up (`max_reconnects` or `max_reconnect_time` reached).
+
+    `attempts` is the number of reconnection attempts made since the last established
+    connection; `cause` (also `__cause__`) is why the last connection was lost or refused.
+    """
+
+    def __init__(self, message: str, attempts: int, cause: Exception) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.cause = cause
+
+
+class _Reconnection:
+    """When to reconnect and when to give up; no I/O and no clock of its own.
+
+    The delay before attempt n (counted from 1 since the last established connection) is
+    `retry * backoff ** (n - 1)`, capped at `max(max_delay, retry)`: the cap bounds the
+    backoff, never the server's own `retry`, which is the minimum wait the spec asks for.
+    With `jitter` the delay is drawn uniformly from [d/2, 3d/2] clipped to [retry, cap], so
+    clients dropped together do not come back together.
+    """
+
+    def __init__(
+        self,
+        retry: float,
+        backoff: float,
+        max_delay: float,
+        jitter: bool,
+        max_reconnects: int | None,
+        max_reconnect_time: float | None,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
+        _check("retry", retry, 0)
+        _check("backoff", backoff, 1)
+        _check("max_delay", max_delay, 0)
+        if max_reconnects is not None:
+            _check("max_reconnects", max_reconnects, 0)
+        if max_reconnect_time is not None:
+            _check("max_reconnect_time", max_reconnect_time, 0)
+        self.retry = retry
+        self.backoff = backoff
+        self.max_delay = max_delay
+        self.jitter = jitter
+        self.max_reconnects = max_reconnects
+        self.max_reconnect_time = max_reconnect_time
+        self.attempt = 0
+        self._uniform = uniform
+        self._lost_at: float | None = None  # when the first of the current attempts began
+
+    def connected(self) -> None:
+        """A connection was established: the next loss starts counting afresh."""
+        self.attempt = 0
+        self._lost_at = None
+
+    def delay(self, attempt: int) -> float:
+        """The wait before reconnection attempt `attempt` (from 1)."""
+        cap = max(self.max_delay, self.retry)
+        try:
+            delay = min(self.retry * self.backoff ** (attempt - 1), cap)
+        except OverflowError:
+            delay = cap
+        if self.jitter:
+            delay = self._uniform(max(self.retry, delay / 2), min(delay * 3 / 2, cap))
+        return delay
+
+    def next_delay(self, cause: Exception, now: float) -> float:
+        """Count one more attempt and return the wait before it, or raise `SSEReconnectError`."""
+        if self._lost_at is None:
+            self._lost_at = now
+        if self.max_reconnects is not None and self.attempt >= self.max_reconnects:
+            raise SSEReconnectError(
+                f"gave up after {self.attempt} reconnection attempts "
+                f"(max_reconnects={self.max_reconnects}); last cause: {_describe(cause)}",
+                self.attempt,
+                cause,
+            ) from cause
+        delay = self.delay(self.attempt + 1)
+        if (
+            self.max_reconnect_time is not None
+            and now + delay - self._lost_at > self.max_reconnect_time
+        ):
+            raise SSEReconnectError(
+                f"gave up after {self.attempt} reconnection attempts in "
+                f"{now - self._lost_at:.3f} s: the next, in {delay:.3f} s, would pass "
+                f"max_reconnect_time={self.max_reconnect_time}; last cause: {_describe(cause)}",
+                self.attempt,
+                cause,
+            ) from cause
+        self.attempt += 1
+        return delay
+
+
+def _check(name: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _describe(cause: Exception) -> str:
+    return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
+
+
+class _EventSourceBase:
+    """What the async and the sync source share: the request, the checks, the bookkeeping."""
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        method: str,
+        params: httpx.QueryParams | Mapping[str, Any] | None,
+        headers: httpx.Headers | Mapping[str, str] | None,
+        content: str | bytes | None,
+        data: Mapping[str, Any] | None,
+        json: Any,
+        timeout: httpx.Timeout | float | None,
+        last_event_id: str,
+        retry: float,
+        backoff: float,
+        max_delay: float,
+        jitter: bool,
+        max_reconnects: int | None,
+        max_reconnect_time: float | None,
+        reconnect: bool,
+        max_event_size: int | None,
+        on_reconnect: OnReconnect | None,
+    ) -> None:
+        self.url = url
+        self.method = method
+        self._params = params
+        self._headers = httpx.Headers(headers)
+        # A Last-Event-ID among the headers is the initial id; the source sends its own.
+        header_id = self._headers.pop("Last-Event-ID", "")
+        last_event_id = last_event_id or header_id
+        self._headers.setdefault("Accept", "text/event-stream")
+        self._headers.setdefault("Cache-Control", "no-store")
+        self._content = content
+        self._data = data
+        self._json = json
+        self._timeout = timeout
+        self._reconnection = _Reconnection(
+            retry, backoff, max_delay, jitter, max_reconnects, max_reconnect_time
+        )
+        self._reconnect = reconnect
+        self._max_event_size = max_event_size
+        self._on_reconnect = on_reconnect
+        self._parser: EventStreamParser | None = None
+        self._received_id = last_event_id  # sent on reconnect: events queued are already in
+        self._delivered_id = last_event_id  # the id as of the last event handed out
+        self._stream_retry: int | None = None  # ms, as the stream last set it
+        self._pending: deque[Event] = deque()
+        self._delay: float | None = None  # set after a loss: wait this long, then reconnect
+        self._done = False
+        self._closed = False
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event ID as of the last event this source returned.
+
+        Set it initially with `last_event_id=`; it is sent as `Last-Event-ID` when not empty.
+        An id-only block (no data) counts once every event before it has been returned.
+        """
+        return self._delivered_id if self._pending else self._received_id
+
+    @property
+    def retry(self) -> float:
+        """The current reconnection time in seconds: `retry=`, or what the stream set."""
+        return self._reconnection.retry
+
+    def _request(self, client: httpx.AsyncClient | httpx.Client) -> httpx.Request:
+        headers = self._headers
+        if self._received_id:
+            # The spec sends the id UTF-8 encoded; httpx would encode a str value as ASCII.
+            last_event_id = (b"Last-Event-ID", self._received_id.encode())
+            headers = httpx.Headers([*headers.raw, last_event_id])
+        return client.build_request(
+            self.method,
+            self.url,
+            params=self._params,
+            headers=headers,
+            content=self._content,
+            data=self._data,
+            json=self._json,
+            timeout=self._timeout,
+        )
+
+    def _accept(self, response: httpx.Response) -> bool:
+        """True: read `response` as the stream; False: 204, stop. Else raise `SSEResponseError`."""
+        if response.status_code == 204:
+            return False
+        media_type = response.headers.get("content-type", "").partition(";")[0]
+        if response.status_code != 200 or media_type.strip().lower() != "text/event-stream":
+            raise SSEResponseError(response)
+        self._reconnection.connected()
+        # Each connection parses from a clean state (a partial event is discarded), but the
+        # last event ID and the reconnection time carry over, as in a browser.
+        self._parser = EventStreamParser(self._received_id, self._max_event_size)
+        self._parser.retry = self._stream_retry
+        return True
+
+    def _feed(self, chunk: bytes) -> None:
+        assert self._parser is not None
+        self._pending.extend(self._parser.feed(chunk))
+        self._received_id = self._parser.last_event_id
+        if self._parser.retry is not None and self._parser.retry != self._stream_retry:
+            self._stream_retry = self._parser.retry
+            self._reconnection.retry = self._parser.retry / 1000
+
+    def _next_event(self) -> Event:
+        event = self._pending.popleft()
+        self._delivered_id = event.id
+        return event
+
+    def _discard_pending(self) -> None:
+        # Events parsed but never handed out are dropped, so last_event_id must not count them.
+        if self._pending:
+            self._received_id = self._delivered_id
+            self._pending.clear()
+
+    def _lost(self, cause: Exception) -> None:
+        """The connection is gone or was refused: schedule the next one, stop, or raise."""
+        self._parser = None
+        if not self._reconnect:
+            self._done = True
+            if isinstance(cause, SSEStreamEndedError):
+                return
+            raise cause
+        try:
+            delay = self._reconnection.next_delay(cause, time.monotonic())
+        except SSEReconnectError:
+            self._done = True
+            raise
+        attempt = self._reconnection.attempt
+        logger.info(
+            "reconnecting to %s in %.3f s (attempt %d, Last-Event-ID %r) after %s",
+            self.url,
+            delay,
+            attempt,
+            self._received_id,
+            _describe(cause),
+        )
+        if self._on_reconnect is not None:
+            self._on_reconnect(attempt, delay, cause)
+        self._delay = delay
+
+    def _refused(self, error: SSEResponseError) -> None:
+        if not error.transient:
+            self._done = True
+            raise error
+        self._lost(error)
+
+
+class EventSource(_EventSourceBase):
+    """An async event stream that reconnects like a browser's `EventSource`.
+
+    ```
+    async with EventSource("http://localhost:8000/events") as source:
+        async for event in source:
+            print(event.event, event.id, event.data)
+    ```
+
+    Connects on the first iteration. After a network error or the end of the response it
+    waits `retry` seconds (or the server's `retry:`), optionally growing by `backoff` up to
+    `max_delay` with `jitter`, and reconnects sending `Last-Event-ID`. A `204` ends the
+    iteration; other statuses or content types raise `SSEResponseError` (408, 429, 500,
+    502, 503 and 504 are retried first). `max_reconnects` / `max_reconnect_time` bound the
+    attempts since the last established connection; past them `SSEReconnectError` is raised.
+    `reconnect=False` reads one response: its end ends the iteration, a network error is
+    raised.
+
+    `client` is used as given and left open (its base URL, auth, cookies, transport apply);
+    without one the source creates and closes its own. Leaving `async with` or `aclose()`
+    closes the response at once. `on_reconnect(attempt, delay, cause)` is called before each
+    wait; each reconnection is also logged at INFO on `sse_starlette.client`.
+    """
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        client: httpx.AsyncClient | None = None,
+        method: str = "GET",
+        params: httpx.QueryParams | Mapping[str, Any] | None = None,
+        headers: httpx.Headers | Mapping[str, str] | None = None,
+        content: str | bytes | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        last_event_id: str = "",
+        retry: float = DEFAULT_RETRY,
+        backoff: float = 1.0,
+        max_delay: float = 60.0,
+        jitter: bool = False,
+        max_reconnects: int | None = None,
+        max_reconnect_time: float | None = None,
+        reconnect: bool = True,
+        max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
+        on_reconnect: OnReconnect | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            method=method,
+            params=params,
+            headers=headers,
+            content=content,
+            data=data,
+            json=json,
+            timeout=timeout,
+            last_event_id=last_event_id,
+            retry=retry,
+            backoff=backoff,
+            max_delay=max_delay,
+            jitter=jitter,
+            max_reconnects=max_reconnects,
+            max_reconnect_time=max_reconnect_time,
+            reconnect=reconnect,
+            max_event_size=max_event_size,
+            on_reconnect=on_reconnect,
+        )
+        self._client = client
+        self._owns_client = client is None
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._reading = False
+        self._wake: anyio.Event | None = None  # set by aclose() to cut a reconnection wait
+
+    async def __aenter__(self) -> EventSource:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> EventSource:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._pending:
+            if self._done:
+                raise StopAsyncIteration
+            if self._response is None:
+                await self._connect()
+            else:
+                await self._read()
+        return self._next_event()
+
+    async def aclose(self) -> None:
+        """Close the response (the server sees the disconnect) and an owned client; idempotent."""
+        self._closed = self._done = True
+        self._discard_pending()
+        if self._wake is not None:
+            self._wake.set()
+        await self._drop()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            with anyio.CancelScope(shield=True):
+                await client.aclose()
+
+    async def _connect(self) -> None:
+        if self._delay is not None:
+            if self._wake is None:
+                self._wake = anyio.Event()
+            with anyio.move_on_after(self._delay):
+                await self._wake.wait()
+            self._delay = None
+            if self._closed:
+                return
+        if self._client is None:
+            self._client = httpx.AsyncClient()
+        try:
+            response = await self._client.send(
+                self._request(self._client), stream=True, follow_redirects=True
+            )
+        except _NETWORK_ERRORS as exc:
+            if not self._closed:
+                self._lost(exc)
+            return
+        try:
+            accepted = self._accept(response)
+        except SSEResponseError as exc:
+            await _aclose_shielded(response)
+            self._refused(exc)
+            return
+        if not accepted:
+            await _aclose_shielded(response)
+            self._done = True
+            return
+        self._response, self._chunks = response, response.aiter_bytes()
+
+    async def _read(self) -> None:
+        assert self._chunks is not None
+        self._reading = True
+        try:
+            chunk = await self._chunks.__anext__()
+        except StopAsyncIteration:
+            cause: Exception = SSEStreamEndedError("the server ended the response")
+        except _NETWORK_ERRORS as exc:
+            cause = exc
+        except BaseException as exc:
+            # Cancelled (or closed under us) mid-read: the response is in an unknown state.
+            # Drop it; iterating again reconnects from the last event ID.
+            self._reading = False
+            await self._drop()
+            if self._closed and isinstance(exc, Exception):
+                return
+            raise
+        else:
+            self._reading = False
+            if self._closed:
+                return
+            try:
+                self._feed(chunk)
+            except EventTooLargeError:
+                self._done = True
+                await self._drop()
+                raise
+            return
+        self._reading = False
+        await self._drop()
+        if not self._closed:
+            self._lost(cause)
+
+    async def _drop(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        response, self._response = self._response, None
+        with anyio.CancelScope(shield=True):
+            if response is not None:
+                await response.aclose()
+            # A read in another task ends by itself now that the response is closed.
+            if chunks is not None and not self._reading:
+                await _finish(chunks)
+
+
+async def _finish(chunks: AsyncIterator[bytes]) -> None:
+    # httpx reads through a chain of async generators, and closing the outer one leaves the
+    # inner ones suspended until garbage collection (a ResourceWarning on trio). One more read
+    # of the closed response, cancelled at its first checkpoint, unwinds the whole chain.
+    with anyio.CancelScope() as scope, contextlib.suppress(Exception):
+        scope.cancel()
+        async for _ in chunks:
+            pass
+
+
+async def _aclose_shielded(response: httpx.Response) -> None:
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
+class SyncEventSource(_EventSourceBase):
+    """The blocking twin of `EventSource`, on `httpx.Client`, for scripts.
+
+    ```
+    with SyncEventSource("http://localhost:8000/events") as source:
+        for event in source:
+            print(event.data)
+    ```
+
+    Same parameters and rules as `EventSource`; `close()` instead of `aclose()`.
+    """
+
+    def __init__(
+        self,
+        url: str | httpx.URL,
+        *,
+        client: httpx.Client | None = None,
+        method: str = "GET",
+        params: httpx.QueryParams | Mapping[str, Any] | None = None,
+        headers: httpx.Headers | Mapping[str, str] | None = None,
+        content: str | bytes | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        last_event_id: str = "",
+        retry: float = DEFAULT_RETRY,
+        backoff: float = 1.0,
+        max_delay: float = 60.0,
+        jitter: bool = False,
+        max_reconnects: int | None = None,
+        max_reconnect_time: float | None = None,
+        reconnect: bool = True,
+        max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
+        on_reconnect: OnReconnect | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            method=method,
+            params=params,
+            headers=headers,
+            content=content,
+            data=data,
+            json=json,
+            timeout=timeout,
+            last_event_id=last_event_id,
+            retry=retry,
+            backoff=backoff,
+            max_delay=max_delay,
+            jitter=jitter,
+            max_reconnects=max_reconnects,
+            max_reconnect_time=max_reconnect_time,
+            reconnect=reconnect,
+            max_event_size=max_event_size,
+            on_reconnect=on_reconnect,
+        )
+        self._client = client
+        self._owns_client = client is None
+        self._response: httpx.Response | None = None
+        self._chunks: Iterator[bytes] | None = None
+        self._wake = threading.Event()  # set by close() to cut a reconnection wait
+
+    def __enter__(self) -> SyncEventSource:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> SyncEventSource:
+        return self
+
+    def __next__(self) -> Event:
+        while not self._pending:
+            if self._done:
+                raise StopIteration
+            if self._response is None:
+                self._connect()
+            else:
+                self._read()
+        return self._next_event()
+
+    def close(self) -> None:
+        """Close the response (the server sees the disconnect) and an owned client; idempotent."""
+        self._closed = self._done = True
+        self._discard_pending()
+        self._wake.set()
+        self._drop()
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            client.close()
+
+    def _connect(self) -> None:
+        if self._delay is not None:
+            self._wake.wait(self._delay)
+            self._delay = None
+            if self._closed:
+                return
+        if self._client is None:
+            self._client = httpx.Client()
+        try:
+            response = self._client.send(
+                self._request(self._client), stream=True, follow_redirects=True
+            )
+        except _NETWORK_ERRORS as exc:
+            if not self._closed:
+                self._lost(exc)
+            return
+        try:
+            accepted = self._accept(response)
+        except SSEResponseError as exc:
+            response.close()
+            self._refused(exc)
+            return
+        if not accepted:
+            response.close()
+            self._done = True
+            return
+        self._response, self._chunks = response, response.iter_bytes()
+
+    def _read(self) -> None:
+        assert self._chunks is not None
+        try:
+            chunk = next(self._chunks)
+        except StopIteration:
+            cause: Exception = SSEStreamEndedError("the server ended the response")
+        except _NETWORK_ERRORS as exc:
+            cause = exc
+        except BaseException as exc:
+            self._drop()
+            if self._closed and isinstance(exc, Exception):
+                return
+            raise
+        else:
+            try:
+                self._feed(chunk)
+            except EventTooLargeError:
+                self._done = True
+                self._drop()
+                raise
+            return
+        self._drop()
+        if not self._closed:
+            self._lost(cause)
+
+    def _drop(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        response, self._response = self._response, None
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+        if response is not None:
+            response.close()

@@ -1,0 +1,549 @@
+"""`sse_starlette.client` against a real uvicorn serving tests/apps/client_streams.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sse_starlette import EventSourceResponse
+from sse_starlette.client import (
+    Event,
+    EventSource,
+    EventTooLargeError,
+    SSEReconnectError,
+    SSEResponseError,
+    SSEStreamEndedError,
+    SyncEventSource,
+    _Reconnection,
+)
+from tests.servers import Server, start_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with start_server("tests.apps.client_streams:app") as server:
+        yield server
+
+
+def new_key() -> str:
+    return uuid.uuid4().hex
+
+
+def seen_by(server: Server, key: str) -> dict[str, Any]:
+    """What the server recorded for `key`: Last-Event-ID per request, disconnects."""
+    return httpx.get(f"{server.url}/state", params={"key": key}, timeout=10).json()  # type: ignore[no-any-return]
+
+
+async def wait_log(server: Server, text: str) -> None:
+    await anyio.to_thread.run_sync(server.wait_log, text)
+
+
+async def collect(source: EventSource, limit: int = 20) -> list[Event]:
+    """Every event until the source ends; `limit` keeps a source that never ends from hanging."""
+    events: list[Event] = []
+    async for event in source:
+        events.append(event)
+        if len(events) == limit:
+            break
+    return events
+
+
+EXPECTED_RESUMED = [(str(i), f"event {i}") for i in range(1, 6)]
+
+
+# --- reconnection against a real server ------------------------------------------------------
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("end", "first_cause"),
+    [("abort", httpx.RemoteProtocolError), ("clean", SSEStreamEndedError)],
+)
+async def test_drop_mid_event_resumes_from_last_id_without_gap_or_duplicate(
+    server: Server, end: str, first_cause: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    key = new_key()
+    reconnects: list[tuple[int, float, Exception]] = []
+    caplog.set_level(logging.INFO, logger="sse_starlette.client")
+    async with EventSource(
+        f"{server.url}/resume",
+        params={"key": key, "end": end},
+        retry=0.01,
+        on_reconnect=lambda *args: reconnects.append(args),
+    ) as source:
+        received = [(event.id, event.data) for event in await collect(source)]
+    # The half-sent event 3 ("partial") was discarded and event 3 came whole after resuming.
+    assert received == EXPECTED_RESUMED
+    assert source.last_event_id == "5"
+    # First request without the header; then resumed from 2 (not 3: the partial id never
+    # counted); then from 5, answered 204, which ended the iteration.
+    assert seen_by(server, key)["ids"] == [None, "2", "5"]
+    assert [(attempt, delay) for attempt, delay, _ in reconnects] == [(1, 0.01), (1, 0.01)]
+    assert isinstance(reconnects[0][2], first_cause)
+    assert isinstance(reconnects[1][2], SSEStreamEndedError)
+    assert caplog.text.count("reconnecting to") == 2
+    assert "Last-Event-ID '2'" in caplog.text
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("server_retry", "client_retry", "expected"), [(250, 0.01, 0.25), (None, 0.1, 0.1)]
+)
+async def test_server_retry_sets_the_reconnection_delay(
+    server: Server, server_retry: int | None, client_retry: float, expected: float
+) -> None:
+    key = new_key()
+    params: dict[str, Any] = {"key": key, "count": 2, "per": 1}
+    if server_retry is not None:
+        params["retry"] = server_retry
+    delays: list[float] = []
+    async with EventSource(
+        f"{server.url}/events",
+        params=params,
+        retry=client_retry,
+        on_reconnect=lambda attempt, delay, cause: delays.append(delay),
+    ) as source:
+        first = await anext(source)
+        received_first = time.monotonic()
+        second = await anext(source)  # after the response ends, the wait, and a reconnect
+        gap = time.monotonic() - received_first
+        assert source.retry == expected
+    assert delays == [expected]
+    assert gap >= expected
+    assert (first.id, second.id) == ("1", "2")
+    # The stream's retry carries over to the next connection, as the last event ID does.
+    assert first.retry == second.retry == server_retry
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+@pytest.mark.parametrize(("count", "expected_ids"), [(0, [None]), (2, [None, "2"])])
+async def test_204_ends_iteration_for_good(
+    server: Server, count: int, expected_ids: list[str | None]
+) -> None:
+    key = new_key()
+    async with EventSource(
+        f"{server.url}/events", params={"key": key, "count": count}, retry=0.01
+    ) as source:
+        received = [event.data for event in await collect(source)]
+        assert await collect(source) == []  # stays ended
+    assert received == [f"event {i}" for i in range(1, count + 1)]
+    assert seen_by(server, key)["ids"] == expected_ids
+
+
+PLAIN, HTML = "text/plain; charset=utf-8", "text/html; charset=utf-8"
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "params", "message", "status_code", "content_type"),
+    [
+        ("/status", {"code": 404}, "answered 404 Not Found", 404, PLAIN),
+        ("/status", {"code": 401}, "answered 401 Unauthorized", 401, PLAIN),
+        ("/html", {}, f"answered 200 with Content-Type '{HTML}'", 200, HTML),
+    ],
+)
+async def test_wrong_status_or_content_type_raises_naming_what_arrived(
+    server: Server,
+    path: str,
+    params: dict[str, Any],
+    message: str,
+    status_code: int,
+    content_type: str,
+) -> None:
+    key = new_key()
+    with pytest.raises(SSEResponseError, match=message) as info:
+        async with EventSource(
+            f"{server.url}{path}", params={**params, "key": key}, retry=0.01, max_reconnects=1
+        ) as source:
+            await anext(source)
+    assert (info.value.status_code, info.value.content_type) == (status_code, content_type)
+    assert not info.value.transient
+    assert seen_by(server, key)["ids"] == [None]  # failed, not retried
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_503_is_retried_until_max_reconnects(server: Server) -> None:
+    key = new_key()
+    with pytest.raises(SSEReconnectError, match=r"max_reconnects=2.*503") as info:
+        async with EventSource(
+            f"{server.url}/status", params={"key": key, "code": 503}, retry=0.01, max_reconnects=2
+        ) as source:
+            await anext(source)
+    assert info.value.attempts == 2
+    cause = info.value.__cause__
+    assert isinstance(cause, SSEResponseError) and cause.status_code == 503
+    assert info.value.cause is cause
+    assert len(seen_by(server, key)["ids"]) == 3  # the first request and two reconnects
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_gives_up_at_max_reconnect_time(server: Server) -> None:
+    key = new_key()
+    start = time.monotonic()
+    with pytest.raises(SSEReconnectError, match=r"max_reconnect_time=0\.3.*503") as info:
+        async with EventSource(
+            f"{server.url}/status",
+            params={"key": key, "code": 503},
+            retry=0.1,
+            max_reconnect_time=0.3,
+        ) as source:
+            await anext(source)
+    # Each attempt waited its delay first; the one that would end past the deadline was not made.
+    attempts = info.value.attempts
+    assert 1 <= attempts <= 3
+    assert time.monotonic() - start >= 0.1 * attempts
+    assert len(seen_by(server, key)["ids"]) == attempts + 1
+
+
+@pytest.mark.anyio
+async def test_connection_refused_is_retried_then_gives_up() -> None:
+    with socket.socket() as bound:  # bound, never listening: connecting is refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}/events"
+        causes: list[Exception] = []
+        with pytest.raises(SSEReconnectError) as info:
+            async with EventSource(
+                url,
+                retry=0.01,
+                max_reconnects=1,
+                on_reconnect=lambda attempt, delay, cause: causes.append(cause),
+            ) as source:
+                await anext(source)
+    assert isinstance(info.value.cause, httpx.ConnectError)
+    assert len(causes) == 1 and isinstance(causes[0], httpx.ConnectError)
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_without_reconnect_one_response_is_read(server: Server) -> None:
+    key = new_key()
+    url = f"{server.url}/resume"
+    async with EventSource(url, params={"key": key, "end": "clean"}, reconnect=False) as source:
+        assert [event.id for event in await collect(source)] == ["1", "2"]
+    with pytest.raises(httpx.RemoteProtocolError):
+        async with EventSource(url, params={"key": key, "end": "abort"}, reconnect=False) as s:
+            assert [await anext(s), await anext(s)] == [
+                Event("event 1", id="1"),
+                Event("event 2", id="2"),
+            ]
+            await anext(s)
+    assert seen_by(server, key)["ids"] == [None, None]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_oversize_event_raises_and_does_not_reconnect(server: Server) -> None:
+    key = new_key()
+    with pytest.raises(EventTooLargeError, match="max_event_size=1000"):
+        async with EventSource(
+            f"{server.url}/events",
+            params={"key": key, "count": 1, "size": 5000},
+            max_event_size=1000,
+            retry=0.01,
+        ) as source:
+            await anext(source)
+    assert seen_by(server, key)["ids"] == [None]
+
+
+# --- closing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_leaving_the_block_closes_the_response_and_the_server_sees_it(
+    server: Server,
+) -> None:
+    key = new_key()
+    async with httpx.AsyncClient() as client:  # stays open: only the response may be closed
+        async with EventSource(
+            f"{server.url}/events", params={"key": key, "count": 1, "pause": 1}, client=client
+        ) as source:
+            assert (await anext(source)).data == "event 1"
+            # The server now holds the response open with nothing more to send.
+        await wait_log(server, f"{key}: disconnect")
+        assert not client.is_closed
+    assert seen_by(server, key) == {"ids": [None], "disconnects": 1}
+    with pytest.raises(StopAsyncIteration):
+        await anext(source)
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_aclose_closes_an_owned_client(server: Server) -> None:
+    key = new_key()
+    source = EventSource(f"{server.url}/events", params={"key": key, "count": 1, "pause": 1})
+    assert (await anext(source)).data == "event 1"
+    client = source._client
+    assert client is not None
+    await source.aclose()
+    assert client.is_closed
+    await wait_log(server, f"{key}: disconnect")
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_cancelled_read_closes_the_response_and_iterating_again_resumes(
+    server: Server,
+) -> None:
+    key = new_key()
+    source = EventSource(
+        f"{server.url}/events",
+        params={"key": key, "count": 2, "per": 1, "pause": 1},
+        retry=0.01,
+    )
+    try:
+        assert (await anext(source)).id == "1"
+        with anyio.move_on_after(0.2) as scope:
+            await anext(source)  # nothing comes: the server holds the response open
+        assert scope.cancelled_caught
+        await wait_log(server, f"{key}: disconnect")
+        assert (await anext(source)).id == "2"
+    finally:
+        await source.aclose()
+    assert seen_by(server, key)["ids"] == [None, "1"]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_aclose_from_another_task_ends_a_pending_read(server: Server) -> None:
+    key = new_key()
+    received: list[str] = []
+    three = anyio.Event()
+
+    async def consume(source: EventSource) -> None:
+        async for event in source:
+            received.append(event.id)
+            if len(received) == 3:
+                three.set()
+
+    async with (
+        EventSource(f"{server.url}/events", params={"key": key, "pause": 1}) as source,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(consume, source)
+        with anyio.fail_after(5):
+            await three.wait()
+        # The consumer is now blocked reading a response that sends nothing more.
+        await source.aclose()
+    assert received == ["1", "2", "3"]
+    await wait_log(server, f"{key}: disconnect")
+
+
+# --- the synchronous source --------------------------------------------------------------------
+
+
+@pytest.mark.server
+def test_sync_source_resumes_after_drop_and_stops_on_204(server: Server) -> None:
+    key = new_key()
+    reconnects: list[int] = []
+    with SyncEventSource(
+        f"{server.url}/resume",
+        params={"key": key, "end": "abort"},
+        retry=0.01,
+        on_reconnect=lambda attempt, delay, cause: reconnects.append(attempt),
+    ) as source:
+        received = [(event.id, event.data) for event in itertools.islice(source, 20)]
+    assert received == EXPECTED_RESUMED
+    assert reconnects == [1, 1]
+    assert seen_by(server, key)["ids"] == [None, "2", "5"]
+
+
+@pytest.mark.server
+def test_sync_source_close_disconnects_and_errors_match_async(server: Server) -> None:
+    key = new_key()
+    with SyncEventSource(
+        f"{server.url}/events", params={"key": key, "count": 1, "pause": 1}
+    ) as source:
+        assert next(source).data == "event 1"
+    server.wait_log(f"{key}: disconnect")
+    with (
+        pytest.raises(SSEResponseError, match="answered 404"),
+        SyncEventSource(
+            f"{server.url}/status", params={"key": key, "code": 404}, retry=0.01, max_reconnects=1
+        ) as source,
+    ):
+        next(source)
+    with (
+        pytest.raises(SSEReconnectError, match="max_reconnects=1"),
+        SyncEventSource(
+            f"{server.url}/status", params={"key": key, "code": 502}, retry=0.01, max_reconnects=1
+        ) as source,
+    ):
+        next(source)
+
+
+# --- in process, through httpx.ASGITransport ------------------------------------------------
+
+
+async def numbers(request: Request) -> EventSourceResponse:
+    async def events() -> AsyncIterator[dict[str, str]]:
+        for n in range(3):
+            yield {"data": json.dumps({"n": n}), "id": str(n)}
+
+    return EventSourceResponse(events(), ping=0)
+
+
+@pytest.mark.anyio
+async def test_asgi_transport_finite_stream_and_a_given_client_left_open() -> None:
+    app = Starlette(routes=[Route("/numbers", numbers)])
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with EventSource("/numbers", client=client, reconnect=False) as source:
+            # ASGITransport delivers the body in one piece: all three events parse at once,
+            # yet last_event_id follows the events as they are handed out.
+            seen = []
+            async for event in source:
+                seen.append((event.json(), source.last_event_id))
+                if len(seen) == 10:
+                    break
+        assert not client.is_closed
+    assert seen == [({"n": 0}, "0"), ({"n": 1}, "1"), ({"n": 2}, "2")]
+    # Leaving early drops the events not handed out, and the id does not count them.
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        async with EventSource("/numbers", client=client, reconnect=False) as source:
+            assert (await anext(source)).id == "0"
+        assert source.last_event_id == "0"
+
+
+@pytest.mark.anyio
+async def test_request_carries_method_body_headers_and_a_utf8_last_event_id() -> None:
+    requests: list[tuple[str, dict[bytes, bytes], bytes]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        requests.append((scope["method"], dict(scope["headers"]), body))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app)) as client:
+        source = EventSource(
+            "http://app/",
+            client=client,
+            method="POST",
+            json={"q": 1},
+            headers={"Authorization": "Bearer t"},
+            last_event_id="é-1",
+        )
+        async with source:
+            assert await collect(source) == []
+    [(method, headers, body)] = requests
+    assert (method, json.loads(body)) == ("POST", {"q": 1})
+    assert headers[b"last-event-id"] == "é-1".encode()
+    assert headers[b"accept"] == b"text/event-stream"
+    assert headers[b"authorization"] == b"Bearer t"
+
+
+# --- the reconnection schedule, without a server ---------------------------------------------
+
+CAUSE = SSEStreamEndedError("the server ended the response")
+
+
+def schedule(**options: Any) -> _Reconnection:
+    defaults: dict[str, Any] = {
+        "retry": 1.0,
+        "backoff": 1.0,
+        "max_delay": 60.0,
+        "jitter": False,
+        "max_reconnects": None,
+        "max_reconnect_time": None,
+    }
+    return _Reconnection(**{**defaults, **options})
+
+
+def test_backoff_grows_is_capped_and_restarts_once_connected() -> None:
+    reconnection = schedule(retry=1.0, backoff=2.0, max_delay=5.0)
+    assert [reconnection.next_delay(CAUSE, now=0) for _ in range(6)] == [1, 2, 4, 5, 5, 5]
+    assert reconnection.attempt == 6
+    reconnection.connected()
+    assert reconnection.next_delay(CAUSE, now=0) == 1
+    assert reconnection.delay(100_000) == 5  # no overflow however long it runs
+
+
+def test_without_backoff_every_delay_is_retry_and_the_cap_never_cuts_retry() -> None:
+    assert [schedule(retry=3.0).delay(n) for n in (1, 2, 10)] == [3, 3, 3]
+    assert [schedule(retry=10.0, backoff=2.0, max_delay=5.0).delay(n) for n in (1, 4)] == [10, 10]
+
+
+def test_jitter_spreads_delays_between_retry_and_the_cap() -> None:
+    reconnection = schedule(retry=1.0, backoff=2.0, max_delay=6.0, jitter=True)
+    for attempt, (low, high) in {1: (1, 1.5), 2: (1, 3), 3: (2, 6), 4: (3, 6), 9: (3, 6)}.items():
+        delays = {reconnection.delay(attempt) for _ in range(200)}
+        assert low <= min(delays) and max(delays) <= high
+        assert len(delays) > 1
+    bounds = schedule(retry=1.0, backoff=2.0, max_delay=6.0, jitter=True, uniform=lambda a, b: b)
+    assert [bounds.delay(n) for n in (1, 2, 3, 4)] == [1.5, 3, 6, 6]
+
+
+def test_max_reconnects_counts_attempts_since_the_last_connection() -> None:
+    reconnection = schedule(retry=0.5, max_reconnects=2)
+    assert [reconnection.next_delay(CAUSE, now=0), reconnection.next_delay(CAUSE, now=1)] == [
+        0.5,
+        0.5,
+    ]
+    with pytest.raises(SSEReconnectError, match="after 2 reconnection attempts") as info:
+        reconnection.next_delay(CAUSE, now=2)
+    assert info.value.cause is CAUSE and info.value.__cause__ is CAUSE
+    reconnection.connected()
+    assert reconnection.next_delay(CAUSE, now=3) == 0.5
+
+
+def test_max_reconnect_time_gives_up_before_a_wait_that_would_pass_it() -> None:
+    reconnection = schedule(retry=1.0, max_reconnect_time=2.5)
+    assert reconnection.next_delay(CAUSE, now=10.0) == 1  # lost at 10; attempt at 11
+    assert reconnection.next_delay(CAUSE, now=11.2) == 1  # attempt at 12.2 <= 12.5
+    with pytest.raises(SSEReconnectError, match=r"max_reconnect_time=2\.5") as info:
+        reconnection.next_delay(CAUSE, now=12.2)  # 13.2 would pass 12.5
+    assert info.value.attempts == 2
+    reconnection.connected()  # the clock restarts at the next loss
+    assert reconnection.next_delay(CAUSE, now=100.0) == 1
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"retry": -1},
+        {"backoff": 0.5},
+        {"max_delay": -1},
+        {"max_reconnects": -1},
+        {"max_reconnect_time": -1},
+    ],
+)
+def test_nonsensical_options_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        schedule(**options)
+
+
+@pytest.mark.anyio
+async def test_an_error_that_would_recur_is_raised_not_retried() -> None:
+    calls: list[int] = []
+    with pytest.raises(httpx.UnsupportedProtocol):
+        async with EventSource(
+            "ftp://127.0.0.1/events", on_reconnect=lambda *args: calls.append(1)
+        ) as source:
+            await anext(source)
+    assert calls == []
