@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import anyio
 
@@ -205,31 +205,47 @@ def _describe(cause: Exception) -> str:
     return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
 
-class _EventSourceBase:
+ClientT = TypeVar("ClientT", httpx.AsyncClient, httpx.Client)
+
+
+class _EventSourceBase(Generic[ClientT]):
     """What the async and the sync source share: the request, the checks, the bookkeeping."""
+
+    _chunks: Any  # the open response's byte iterator (async or sync)
+    _wake: Any
+
+    @staticmethod
+    def _new_wake() -> Any:
+        raise NotImplementedError
 
     def __init__(
         self,
         url: str | httpx.URL,
         *,
-        method: str,
-        params: httpx.QueryParams | Mapping[str, Any] | None,
-        headers: httpx.Headers | Mapping[str, str] | None,
-        content: str | bytes | None,
-        data: Mapping[str, Any] | None,
-        json: Any,
-        timeout: httpx.Timeout | float | None,
-        last_event_id: str,
-        retry: float,
-        backoff: float,
-        max_delay: float,
-        jitter: bool,
-        max_reconnects: int | None,
-        max_reconnect_time: float | None,
-        reconnect: bool,
-        max_event_size: int | None,
-        on_reconnect: OnReconnect | None,
+        client: ClientT | None = None,
+        method: str = "GET",
+        params: httpx.QueryParams | Mapping[str, Any] | None = None,
+        headers: httpx.Headers | Mapping[str, str] | None = None,
+        content: str | bytes | None = None,
+        data: Mapping[str, Any] | None = None,
+        json: Any = None,
+        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
+        last_event_id: str = "",
+        retry: float = DEFAULT_RETRY,
+        backoff: float = 1.0,
+        max_delay: float = 60.0,
+        jitter: bool = False,
+        max_reconnects: int | None = None,
+        max_reconnect_time: float | None = None,
+        reconnect: bool = True,
+        max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
+        on_reconnect: OnReconnect | None = None,
     ) -> None:
+        self._client: ClientT | None = client
+        self._owns_client = client is None
+        self._response: httpx.Response | None = None
+        self._chunks = None
+        self._wake = self._new_wake()
         self.url = url
         self.method = method
         self._params = params
@@ -273,7 +289,7 @@ class _EventSourceBase:
         return self._reconnection.retry
 
     def _request(self, client: httpx.AsyncClient | httpx.Client) -> httpx.Request:
-        headers = self._headers
+        headers: httpx.Headers = self._headers
         if self._received_id:
             # The spec sends the id UTF-8 encoded; httpx would encode a str value as ASCII.
             last_event_id = (b"Last-Event-ID", self._received_id.encode())
@@ -355,7 +371,7 @@ class _EventSourceBase:
         self._lost(error)
 
 
-class EventSource(_EventSourceBase):
+class EventSource(_EventSourceBase[httpx.AsyncClient]):
     """An async event stream that reconnects like a browser's `EventSource`.
 
     ```
@@ -379,55 +395,13 @@ class EventSource(_EventSourceBase):
     wait; each reconnection is also logged at INFO on `sse_starlette.client`.
     """
 
-    def __init__(
-        self,
-        url: str | httpx.URL,
-        *,
-        client: httpx.AsyncClient | None = None,
-        method: str = "GET",
-        params: httpx.QueryParams | Mapping[str, Any] | None = None,
-        headers: httpx.Headers | Mapping[str, str] | None = None,
-        content: str | bytes | None = None,
-        data: Mapping[str, Any] | None = None,
-        json: Any = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        last_event_id: str = "",
-        retry: float = DEFAULT_RETRY,
-        backoff: float = 1.0,
-        max_delay: float = 60.0,
-        jitter: bool = False,
-        max_reconnects: int | None = None,
-        max_reconnect_time: float | None = None,
-        reconnect: bool = True,
-        max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
-        on_reconnect: OnReconnect | None = None,
-    ) -> None:
-        super().__init__(
-            url,
-            method=method,
-            params=params,
-            headers=headers,
-            content=content,
-            data=data,
-            json=json,
-            timeout=timeout,
-            last_event_id=last_event_id,
-            retry=retry,
-            backoff=backoff,
-            max_delay=max_delay,
-            jitter=jitter,
-            max_reconnects=max_reconnects,
-            max_reconnect_time=max_reconnect_time,
-            reconnect=reconnect,
-            max_event_size=max_event_size,
-            on_reconnect=on_reconnect,
-        )
-        self._client = client
-        self._owns_client = client is None
-        self._response: httpx.Response | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
-        self._reading = False
-        self._wake: anyio.Event | None = None  # set by aclose() to cut a reconnection wait
+    _chunks: AsyncIterator[bytes] | None
+    _wake: anyio.Event | None  # set by aclose() to cut a reconnection wait
+    _reading = False
+
+    @staticmethod
+    def _new_wake() -> None:
+        return None  # made by the first wait, in the event loop that waits
 
     async def __aenter__(self) -> EventSource:
         return self
@@ -555,7 +529,7 @@ async def _aclose_shielded(response: httpx.Response) -> None:
         await response.aclose()
 
 
-class SyncEventSource(_EventSourceBase):
+class SyncEventSource(_EventSourceBase[httpx.Client]):
     """The blocking twin of `EventSource`, on `httpx.Client`, for scripts.
 
     ```
@@ -567,54 +541,11 @@ class SyncEventSource(_EventSourceBase):
     Same parameters and rules as `EventSource`; `close()` instead of `aclose()`.
     """
 
-    def __init__(
-        self,
-        url: str | httpx.URL,
-        *,
-        client: httpx.Client | None = None,
-        method: str = "GET",
-        params: httpx.QueryParams | Mapping[str, Any] | None = None,
-        headers: httpx.Headers | Mapping[str, str] | None = None,
-        content: str | bytes | None = None,
-        data: Mapping[str, Any] | None = None,
-        json: Any = None,
-        timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
-        last_event_id: str = "",
-        retry: float = DEFAULT_RETRY,
-        backoff: float = 1.0,
-        max_delay: float = 60.0,
-        jitter: bool = False,
-        max_reconnects: int | None = None,
-        max_reconnect_time: float | None = None,
-        reconnect: bool = True,
-        max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
-        on_reconnect: OnReconnect | None = None,
-    ) -> None:
-        super().__init__(
-            url,
-            method=method,
-            params=params,
-            headers=headers,
-            content=content,
-            data=data,
-            json=json,
-            timeout=timeout,
-            last_event_id=last_event_id,
-            retry=retry,
-            backoff=backoff,
-            max_delay=max_delay,
-            jitter=jitter,
-            max_reconnects=max_reconnects,
-            max_reconnect_time=max_reconnect_time,
-            reconnect=reconnect,
-            max_event_size=max_event_size,
-            on_reconnect=on_reconnect,
-        )
-        self._client = client
-        self._owns_client = client is None
-        self._response: httpx.Response | None = None
-        self._chunks: Iterator[bytes] | None = None
-        self._wake = threading.Event()  # set by close() to cut a reconnection wait
+    _chunks: Iterator[bytes] | None
+
+    @staticmethod
+    def _new_wake() -> threading.Event:
+        return threading.Event()  # set by close() to cut a reconnection wait
 
     def __enter__(self) -> SyncEventSource:
         return self
