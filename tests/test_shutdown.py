@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from sse_starlette import EventSourceResponse, _shutdown
 from sse_starlette.sse import AppStatus
 from tests.apps.shutdown import app
 from tests.asgi import asgi_call
-from tests.servers import Streams, start_server
+from tests.servers import Server, Streams, start_server
 
 APP = "tests.apps.shutdown:app"
 HELLO = b"data: hello\r\n\r\n"
@@ -59,6 +59,51 @@ def last_end(streams: Streams, since: float) -> float:
     ends = [at for at in streams.ended_at if at is not None]
     assert len(ends) == len(streams.socks), "a stream did not end"
     return max(ends) - since
+
+
+@contextlib.contextmanager
+def open_streams(port: int, paths: list[str]) -> Iterator[Streams]:
+    """One stream per path, each past its first event; closed on the way out."""
+    streams = Streams(port, paths)
+    try:
+        streams.wait_for(HELLO)
+        yield streams
+    finally:
+        streams.close()
+
+
+@contextlib.contextmanager
+def serving(
+    paths: list[str], *args: str, server: str = "uvicorn"
+) -> Iterator[tuple[Server, Streams]]:
+    """`server` running the shutdown app, with one open stream per path."""
+    with (
+        start_server(APP, *args, server=server) as running,
+        open_streams(running.port, paths) as streams,
+    ):
+        yield running, streams
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    signalled: float  # time.monotonic() when the signal was sent
+    code: int
+    exited: float  # seconds from the signal to the process's exit
+
+
+def shut_down(
+    server: Server, sig: int, *streams: Streams, timeout: float = 10, group: bool = False
+) -> Shutdown:
+    """Signal the server (or its whole process group); every stream closes, then it exits."""
+    signalled = time.monotonic()
+    if group:
+        server.signal_group(sig)
+    else:
+        server.signal(sig)
+    for each in streams:
+        each.wait_closed(timeout=timeout)
+    code = server.wait_exit(timeout=timeout)
+    return Shutdown(signalled, code, time.monotonic() - signalled)
 
 
 # --- every server, many streams -----------------------------------------------------------------
@@ -95,28 +140,19 @@ BULK = [
 @pytest.mark.server
 @pytest.mark.parametrize("setup", BULK, ids=str)
 def test_signal_ends_every_stream_cleanly_and_the_server_exits(setup: Setup) -> None:
-    with start_server(APP, *setup.args, server=setup.server) as server:
-        paths = ["/idle?name=first"] + ["/idle?name=quiet"] * (setup.streams - 1)
-        paths += ["/farewell?grace=2"] * 3
-        streams = Streams(server.port, paths)
-        try:
-            streams.wait_for(HELLO)
-            signalled = time.monotonic()
-            server.signal(setup.sig)
-            streams.wait_closed(timeout=10)
-            code = server.wait_exit(timeout=10)
-            exited = time.monotonic() - signalled
-        finally:
-            streams.close()
+    paths = ["/idle?name=first"] + ["/idle?name=quiet"] * (setup.streams - 1)
+    paths += ["/farewell?grace=2"] * 3
+    with serving(paths, *setup.args, server=setup.server) as (server, streams):
+        shutdown = shut_down(server, setup.sig, streams)
         log = server.log()
     assert_clean_ends(streams, log)
     assert all(FAREWELL in data for data in streams.data[-3:]), streams.data[-3:]
-    ended = last_end(streams, signalled)
+    ended, exited = last_end(streams, shutdown.signalled), shutdown.exited
     print(f"{setup}: {len(paths)} streams ended in {ended:.3f}s, exit in {exited:.3f}s")
     # Generous: ending 1,000 streams is CPU work, on 2 cores shared with the clients.
     assert ended < 2, f"streams took {ended:.3f}s to end\n{log}"
     assert exited < 5, f"server took {exited:.3f}s to exit"
-    assert code in setup.exit_codes, log
+    assert shutdown.code in setup.exit_codes, log
     assert "first: finally ran" in log
     assert_clean_log(log)
 
@@ -137,22 +173,12 @@ LATENCY = [
 @pytest.mark.server
 @pytest.mark.parametrize("setup", LATENCY, ids=str)
 def test_every_stream_ends_within_half_a_second_of_the_signal(setup: Setup) -> None:
-    with start_server(APP, *setup.args, server=setup.server) as server:
-        streams = Streams(server.port, ["/idle?name=quiet"] * setup.streams)
-        try:
-            streams.wait_for(HELLO)
-            signalled = time.monotonic()
-            if "--workers" in setup.args:
-                server.signal_group(setup.sig)
-            else:
-                server.signal(setup.sig)
-            streams.wait_closed(timeout=10)
-            server.wait_exit(timeout=10)
-        finally:
-            streams.close()
+    paths = ["/idle?name=quiet"] * setup.streams
+    with serving(paths, *setup.args, server=setup.server) as (server, streams):
+        shutdown = shut_down(server, setup.sig, streams, group="--workers" in setup.args)
         log = server.log()
     assert_clean_ends(streams, log)
-    ended = last_end(streams, signalled)
+    ended = last_end(streams, shutdown.signalled)
     print(f"{setup}: {setup.streams} streams ended in {ended:.3f}s")
     assert ended < STREAM_END, f"streams took {ended:.3f}s to end\n{log}"
 
@@ -181,21 +207,12 @@ GRACE = [
 @pytest.mark.server
 @pytest.mark.parametrize("setup", GRACE, ids=str)
 def test_server_grace_period_comes_from_the_servers_graceful_timeout(setup: GraceSetup) -> None:
-    with start_server(APP, *setup.args, server=setup.server) as server:
-        streams = Streams(
-            server.port, ["/farewell?grace=server", "/farewell?grace=server&stubborn=1"]
-        )
-        try:
-            streams.wait_for(HELLO)
-            signalled = time.monotonic()
-            server.signal(signal.SIGTERM)
-            streams.wait_closed(timeout=10)
-            server.wait_exit(timeout=10)
-        finally:
-            streams.close()
+    paths = ["/farewell?grace=server", "/farewell?grace=server&stubborn=1"]
+    with serving(paths, *setup.args, server=setup.server) as (server, streams):
+        shutdown = shut_down(server, signal.SIGTERM, streams)
         log = server.log()
     assert_clean_ends(streams, log)
-    polite, stubborn = (at - signalled for at in streams.ended_at if at is not None)
+    polite, stubborn = (at - shutdown.signalled for at in streams.ended_at if at is not None)
     assert FAREWELL in streams.data[0]
     assert polite < STREAM_END
     # The stubborn generator is cancelled when its grace ends, a little before the server's
@@ -220,21 +237,13 @@ def test_server_grace_period_comes_from_the_servers_graceful_timeout(setup: Grac
 def test_sync_iterator_blocked_in_its_thread_does_not_hold_the_server(
     server: str, args: tuple[str, ...]
 ) -> None:
-    with start_server(APP, *args, server=server) as running:
-        streams = Streams(running.port, ["/blocked-thread"] * 3)
-        try:
-            streams.wait_for(HELLO)
-            running.wait_log("sync iterator: blocked in its thread")
-            signalled = time.monotonic()
-            running.signal(signal.SIGTERM)
-            streams.wait_closed(timeout=10)
-            # The threads are still blocked: the process exits all the same.
-            running.wait_exit(timeout=5)
-        finally:
-            streams.close()
+    with serving(["/blocked-thread"] * 3, *args, server=server) as (running, streams):
+        running.wait_log("sync iterator: blocked in its thread")
+        # The threads are still blocked: the process exits all the same.
+        shutdown = shut_down(running, signal.SIGTERM, streams, timeout=5)
         log = running.log()
     assert_clean_ends(streams, log)
-    assert last_end(streams, signalled) < STREAM_END
+    assert last_end(streams, shutdown.signalled) < STREAM_END
     assert_clean_log(log)
 
 
@@ -270,24 +279,15 @@ def test_generator_stuck_in_its_cleanup_is_cut_after_cleanup_timeout() -> None:
 @pytest.mark.server
 def test_daphne_still_cancels_other_applications_at_once() -> None:
     # daphne's own shutdown cancels every application; it waits for the streams only.
-    with start_server(APP, server="daphne") as server:
-        streams = Streams(server.port, ["/idle?name=first"])
-        hanging = Streams(server.port, ["/hang"])
-        try:
-            streams.wait_for(HELLO)
-            server.wait_log("hang: waiting forever")
-            signalled = time.monotonic()
-            server.signal(signal.SIGTERM)
-            streams.wait_closed(timeout=5)
-            hanging.wait_closed(timeout=5)
-            server.wait_exit(timeout=5)
-            exited = time.monotonic() - signalled
-        finally:
-            streams.close()
-            hanging.close()
+    with (
+        serving(["/idle?name=first"], server="daphne") as (server, streams),
+        contextlib.closing(Streams(server.port, ["/hang"])) as hanging,
+    ):
+        server.wait_log("hang: waiting forever")
+        shutdown = shut_down(server, signal.SIGTERM, streams, hanging, timeout=5)
         log = server.log()
     assert_clean_ends(streams, log)
-    assert exited < 1.5, exited
+    assert shutdown.exited < 1.5, shutdown.exited
     assert "Killed 1 pending application instances" in log
 
 
@@ -298,30 +298,20 @@ def test_daphne_still_cancels_other_applications_at_once() -> None:
 def test_reload_restarts_at_once_with_streams_open(tmp_path: Path) -> None:
     watched = tmp_path / "watched.py"
     watched.write_text("x = 1\n")
-    with start_server(APP, "--reload", "--reload-dir", str(tmp_path)) as server:
-        old = Streams(server.port, ["/idle?name=old"] * 20)
-        try:
-            old.wait_for(HELLO)
-            # The reloader may start watching after the worker serves: change the file until
-            # it sees a change.
-            for version in range(2, 40):
-                watched.write_text(f"x = {version}\n")
-                with contextlib.suppress(AssertionError):
-                    server.wait_log("Reloading...", timeout=0.5)
-                    break
-            detected = time.monotonic()
-            old.wait_closed(timeout=10)
-            restarted = last_end(old, detected)
-            new = Streams(server.port, ["/idle?name=new"] * 5)
-            new.wait_for(HELLO)
-            signalled = time.monotonic()
-            server.signal(signal.SIGTERM)
-            new.wait_closed(timeout=10)
-            server.wait_exit(timeout=10)
-            exited = time.monotonic() - signalled
-        finally:
-            old.close()
-        new.close()
+    reload = ("--reload", "--reload-dir", str(tmp_path))
+    with serving(["/idle?name=old"] * 20, *reload) as (server, old):
+        # The reloader may start watching after the worker serves: change the file until
+        # it sees a change.
+        for version in range(2, 40):
+            watched.write_text(f"x = {version}\n")
+            with contextlib.suppress(AssertionError):
+                server.wait_log("Reloading...", timeout=0.5)
+                break
+        detected = time.monotonic()
+        old.wait_closed(timeout=10)
+        restarted = last_end(old, detected)
+        with open_streams(server.port, ["/idle?name=new"] * 5) as new:
+            exited = shut_down(server, signal.SIGTERM, new).exited
         log = server.log()
     print(f"--reload: streams ended {restarted:.3f}s after the change was seen, exit {exited:.3f}s")
     assert_clean_ends(old, log)
