@@ -20,7 +20,7 @@ $(UPSTREAM)/.installed:
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/02_message_broadcasting.py
+	$(BIN)/python -m sse_starlette demo
 
 test: $(VENV)/.installed $(UPSTREAM)/.installed
 	$(BIN)/python -m pytest
