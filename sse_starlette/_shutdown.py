@@ -160,7 +160,7 @@ def is_draining(key: Hashable | None = None) -> bool:
 
 
 def _grace_for(key: Hashable | None) -> float | _NotDraining | None:
-    if key is not None:
+    if key is not None and _loops:  # a weak dictionary lookup costs more than this
         with contextlib.suppress(KeyError, TypeError):
             return _loops[key]
     return _process

@@ -201,15 +201,13 @@ def ensure_bytes(data: Any, sep: str) -> bytes:
     `comment`, optionally `sep`); anything else becomes the `data` of an event.
     """
     kind = type(data)
-    if kind is str:
-        if "\n" not in data and "\r" not in data:
-            try:
-                return f"data: {data}{sep}{sep}".encode()
-            except UnicodeEncodeError:
-                pass  # a lone surrogate: _encode raises the error that names the field
-        return _encode(data, None, None, None, None, sep)
     if kind is dict:
+        # {"data": "..."}: the commonest item skips the general path.
+        if len(data) == 1 and type(text := data.get("data")) is str:
+            return _data_event(text, sep)
         return _encode_dict(data, sep)
+    if kind is str:
+        return _data_event(data, sep)
     if kind is bytes:
         return data  # type: ignore[no-any-return]
     if isinstance(data, ServerSentEvent):
@@ -220,6 +218,15 @@ def ensure_bytes(data: Any, sep: str) -> bytes:
         return _encode_dict(data, sep)
     # `None` too becomes `data: None`, as the published package sends it.
     return _encode("None" if data is None else data, None, None, None, None, sep)
+
+
+def _data_event(text: str, sep: str) -> bytes:
+    if "\n" not in text and "\r" not in text:
+        try:
+            return f"data: {text}{sep}{sep}".encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: _encode raises the error that names the field
+    return _encode(text, None, None, None, None, sep)
 
 
 def _encode_dict(item: dict[str, Any], sep: str) -> bytes:
