@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLOURS = {"ours": "#1f77b4", "upstream": "#ff7f0e", "streaming": "#7f7f7f", "raw": "#2ca02c"}
+COLOURS = {
+    "ours": "#1f77b4",
+    "upstream": "#ff7f0e",
+    "streaming": "#7f7f7f",
+    "raw": "#2ca02c",
+    "floor": "#bcbd22",
+    "broker": "#17becf",
+    "broker-redis": "#9467bd",
+}
 
 
 def _panels(scenarios: dict[str, Any]) -> list[tuple[str, str, str, float | None, float | None]]:
     """(scenario, figure, title, target as a multiple of raw, absolute target) per panel."""
     largest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("idle_")), default=0)
     widest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("broadcast_")), default=0)
-    idle, bcast = f"idle_{largest}", f"broadcast_{widest}"
+    brokers = max((int(k.split("_")[1]) for k in scenarios if k.startswith("broker_")), default=0)
+    idle, bcast, broker = f"idle_{largest}", f"broadcast_{widest}", f"broker_{brokers}"
     panels = [
         ("throughput", "events_per_s", "throughput: events/s (higher is better)", 0.8, None),
         ("throughput", "cpu_us_per_event", "throughput: server CPU µs per event", None, None),
@@ -21,6 +30,8 @@ def _panels(scenarios: dict[str, Any]) -> list[tuple[str, str, str, float | None
         (bcast, "p99_ms", f"broadcast to {widest:,}: p99 delivery ms", None, None),
         (bcast, "cpu_us_per_delivery", f"broadcast to {widest:,}: CPU µs/delivery", 1.3, None),
         ("churn", "cpu_us_per_conn", "churn: server CPU µs per connection", 1.7, None),
+        (broker, "cpu_us_per_delivery", f"Broker to {brokers:,}: CPU µs/delivery", 1.3, None),
+        (broker, "p99_ms", f"Broker to {brokers:,}: p99 delivery ms", None, None),
         ("sigterm", "exit_s", "SIGTERM: seconds to exit (hatched: hung, killed)", None, 1.0),
     ]
     return [p for p in panels if p[0] in scenarios]
@@ -34,13 +45,15 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = doc["scenarios"]
-    impls: list[str] = doc["meta"]["implementations"]
     panels = _panels(scenarios)
     cols = 4
     rows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
     for ax, (scenario, figure, title, raw_factor, absolute) in zip(axes.flat, panels, strict=False):
         result = scenarios[scenario]
+        # The broker scenario has contenders of its own.
+        key = "broker_implementations" if scenario.startswith("broker") else "implementations"
+        impls: list[str] = doc["meta"].get(key, [])
         hung_s = result["params"].get("hung_after_s")
         for x, impl in enumerate(impls):
             stats = result["figures"].get(impl, {}).get(figure)
@@ -80,7 +93,7 @@ def draw(doc: dict[str, Any], path: Path) -> None:
         ax.axis("off")
     meta = doc["meta"]
     fig.suptitle(
-        f"sse_starlette vs sse-starlette 3.7.0, StreamingResponse and a raw ASGI loop "
+        f"sse_starlette vs sse-starlette 3.7.0, StreamingResponse and a raw ASGI loop; its Broker "
         f"(uvicorn, uvloop, httptools) - {meta['profile']} profile, {meta['started'][:10]}\n"
         "bars: median over interleaved rounds; whiskers: min-max; labels: paired ratio to raw; "
         f"made by: {meta['command']}",

@@ -26,7 +26,7 @@ from bench.profiles import PROFILES, Profile
 from bench.scenarios import Context, Measurement
 from bench.server import IMPLEMENTATIONS, ROOT
 
-SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm")
+SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
 
 
@@ -95,7 +95,9 @@ def _own_cpu_s() -> float:
     return total
 
 
-def _run(ctx: Context, wanted: list[str]) -> tuple[list[Measurement], dict[str, float]]:
+def _run(
+    ctx: Context, wanted: list[str], brokers: list[str]
+) -> tuple[list[Measurement], dict[str, float]]:
     measured: list[Measurement] = []
     took: dict[str, float] = {}
     steps: list[tuple[str, Any]] = []
@@ -115,6 +117,8 @@ def _run(ctx: Context, wanted: list[str]) -> tuple[list[Measurement], dict[str, 
         steps.append(("churn", lambda: [scenarios.churn(ctx)]))
     if "sigterm" in wanted:
         steps.append(("sigterm", lambda: [scenarios.sigterm(ctx)]))
+    if "broker" in wanted:
+        steps.append(("broker", lambda: scenarios.broker(ctx, brokers)))
     for name, step in steps:
         start = time.monotonic()
         measured += step()
@@ -127,12 +131,20 @@ def _run(ctx: Context, wanted: list[str]) -> tuple[list[Measurement], dict[str, 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
-    names = args.impl or list(profile.implementations)
+    wanted = args.scenario or list(profile.scenarios)
+    # The broker scenario has contenders of its own (and raw); --impl picks among them too.
+    brokers = [n for n in scenarios.BROKERS if not args.impl or n in args.impl]
+    names = [n for n in args.impl or profile.implementations if n not in scenarios.BROKERS[:-1]]
+    if brokers in ([], ["raw"]):
+        if args.scenario and "broker" in args.scenario:
+            sys.exit("--scenario broker needs --impl broker or broker-redis (or no --impl)")
+        wanted = [w for w in wanted if w != "broker"]
+    if not names:
+        wanted = [w for w in wanted if w == "broker"]
     impls = [IMPLEMENTATIONS[n] for n in names]
     for impl in impls:
         if not impl.python.exists():
             sys.exit(f"{impl.name}: {impl.python} is missing (make test sets up both venvs)")
-    wanted = args.scenario or list(SCENARIOS)
     biggest = max([*profile.fleets, profile.sigterm_streams, 2 * WINDOW])
     if raise_fd_limit() < biggest + 1000:
         sys.exit(f"the open-file limit is below {biggest + 1000}: raise it (ulimit -Hn)")
@@ -144,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
             ctx = Context(profile, impls, clients, Path(logs))
-            measured, took = _run(ctx, wanted)
+            measured, took = _run(ctx, wanted, brokers)
     finally:
         clients.stop()
 
@@ -162,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             "duration_s": round(time.monotonic() - clock, 1),
             "scenario_durations_s": took,
             "implementations": names,
+            "broker_implementations": brokers if "broker" in wanted else [],
             "served_by": ctx.served_by,
             "server": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
             "client_processes": CLIENT_PROCESSES,
@@ -185,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
 
-    print(report.table(results, names))
-    print()
+    if any(not name.startswith("broker") for name in results):
+        print(report.table(results, names))
+        print()
+    if "broker" in wanted:
+        print(report.broker_table(results, brokers))
+        print()
     print(report.target_lines(doc["targets"]))
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")
     chart = _chart_path(args, profile)

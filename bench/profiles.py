@@ -19,6 +19,7 @@ class Profile:
     sigterm_streams: int
     sigterm_reps: int
     hung_s: float  # SIGTERM: how long a server may take to exit before it counts as hung
+    scenarios: tuple[str, ...] = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
 
 
 ALL = ("ours", "upstream", "streaming", "raw")
@@ -59,5 +60,6 @@ PROFILES = {
         sigterm_streams=20,
         sigterm_reps=1,
         hung_s=2.0,
+        scenarios=("throughput", "idle", "broadcast", "churn", "sigterm"),  # tests/test_bench.py
     ),
 }

@@ -162,6 +162,17 @@ def _targets(sizes: Sequence[int]) -> list[Target]:
             _read("churn/figures/ours/rss_growth_kib_per_conn", "min"),
             lambda v: v <= 0.1,
         ),
+    ]
+    for n in sizes:
+        targets.append(
+            Target(
+                f"memory broker CPU per delivery <= 1.3x raw ({n:,} streams)",
+                "issue 6",
+                _read(f"broker_{n}/ratios/vs_raw/broker/cpu_us_per_delivery"),
+                lambda v: v <= 1.3,
+            )
+        )
+    targets += [
         Target(
             "SIGTERM: server exits in < 1 s (slowest round)",
             design,
@@ -206,6 +217,13 @@ HEADLINES = {
         ("streams_left", "streams left (max)", "max"),
         ("rss_growth_kib", "RSS growth KiB (min)", "min"),
     ],
+    "broker": [
+        ("p50_ms", "p50 ms", "median"),
+        ("p99_ms", "p99 ms", "median"),
+        ("all_ms", "all received ms", "median"),
+        ("cpu_us_per_delivery", "CPU µs/delivery", "median"),
+        ("kib_per_stream", "KiB/stream", "median"),
+    ],
     "sigterm": [
         ("exit_s", "exit s", "median"),
         ("hung", "hung rounds (sum)", "sum"),
@@ -237,8 +255,8 @@ def _cell(figure: dict[str, Any] | None, stat: str) -> str:
     return _number(figure["median"]) + noise
 
 
-def _ratio(ratios: dict[str, Any], base: str, figure: str) -> str:
-    value = ratios.get(f"vs_{base}", {}).get("ours", {}).get(figure, {}).get("median")
+def _ratio(ratios: dict[str, Any], base: str, figure: str, impl: str = "ours") -> str:
+    value = ratios.get(f"vs_{base}", {}).get(impl, {}).get(figure, {}).get("median")
     return "-" if value is None else f"{value:.2f}x"
 
 
@@ -248,6 +266,8 @@ def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
     head += f" {'ours/raw':>9s} {'ours/upstr':>10s}"
     lines = [head, "-" * len(head)]
     for name, result in scenarios.items():
+        if name.startswith("broker"):
+            continue  # contenders of its own: broker_table
         for figure, label, stat in HEADLINES[name.split("_")[0]]:
             cells = "".join(
                 f" {_cell(result['figures'].get(impl, {}).get(figure), stat):>14s}"
@@ -258,6 +278,28 @@ def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
                 f"{name:14s} {label:22s}{cells} {_ratio(ratios, 'raw', figure):>9s}"
                 f" {_ratio(ratios, 'upstream', figure):>10s}"
             )
+    lines.append("median over rounds; [x%] = (max - min) / median, the noise; ratios are paired")
+    return "\n".join(lines)
+
+
+def broker_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
+    """The broker scenario: this project's `Broker` on each backend beside the raw ceiling."""
+    brokers = [i for i in implementations if i != "raw"]
+    head = f"{'scenario':14s} {'figure':22s}" + "".join(f" {i:>14s}" for i in implementations)
+    head += "".join(f" {i + '/raw':>17s}" for i in brokers)
+    lines = [head, "-" * len(head)]
+    for name, result in scenarios.items():
+        if not name.startswith("broker"):
+            continue
+        for figure, label, stat in HEADLINES["broker"]:
+            cells = "".join(
+                f" {_cell(result['figures'].get(impl, {}).get(figure), stat):>14s}"
+                for impl in implementations
+            )
+            ratios = "".join(
+                f" {_ratio(result['ratios'], 'raw', figure, impl):>17s}" for impl in brokers
+            )
+            lines.append(f"{name:14s} {label:22s}{cells}{ratios}")
     lines.append("median over rounds; [x%] = (max - min) / median, the noise; ratios are paired")
     return "\n".join(lines)
 

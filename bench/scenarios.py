@@ -1,4 +1,4 @@
-"""The five scenarios of the harness; each returns what it measured, one value per round.
+"""The scenarios of the harness; each returns what it measured, one value per round.
 
 Rounds interleave the implementations (and rotate their order), so that the noise of a shared
 machine falls on all of them alike: ratios are taken within a round, then their median.
@@ -19,7 +19,8 @@ from typing import Any
 
 from bench.client import Clients
 from bench.profiles import Profile
-from bench.server import Implementation, Server
+from bench.redis_server import redis_server
+from bench.server import IMPLEMENTATIONS, Implementation, Server
 
 Value = float | None  # None: the round gave no figure (the server hung, the stream broke)
 
@@ -53,16 +54,18 @@ class Context:
     log_dir: Path
     served_by: dict[str, str] = field(default_factory=dict)
 
-    def rounds(self, reps: int) -> Iterator[tuple[int, list[Implementation]]]:
+    def rounds(
+        self, reps: int, impls: list[Implementation] | None = None
+    ) -> Iterator[tuple[int, list[Implementation]]]:
         # Rotate the order each round: nobody always runs first, right after a pause.
-        impls = self.implementations
+        impls = self.implementations if impls is None else impls
         for rep in range(reps):
             k = rep % len(impls)
             yield rep, impls[k:] + impls[:k]
 
     @contextlib.contextmanager
-    def server(self, impl: Implementation) -> Iterator[Server]:
-        server = Server(impl, self.log_dir)
+    def server(self, impl: Implementation, env: dict[str, str] | None = None) -> Iterator[Server]:
+        server = Server(impl, self.log_dir, env)
         self.served_by[impl.name] = server.served_by
         try:
             yield server
@@ -258,4 +261,52 @@ def sigterm(ctx: Context) -> Measurement:
                     + (f"exit {(server.exited_ns - sent) / 1e9:.2f} s" if exited else "hung")
                     + f", {ends['clean']}/{size} ended cleanly"
                 )
+    return m
+
+
+BROKERS = ("broker", "broker-redis", "raw")
+
+
+def broker(ctx: Context, names: list[str]) -> list[Measurement]:
+    """Broadcasts through this project's `Broker` (memory and Redis) to a fleet, beside raw."""
+    with contextlib.ExitStack() as stack:
+        url = None
+        if any(IMPLEMENTATIONS[name].needs_redis for name in names):
+            url = stack.enter_context(redis_server())
+            if url is None:
+                ctx.say("[broker] no redis-server binary: broker-redis is left out")
+        impls = [
+            IMPLEMENTATIONS[name]
+            for name in names
+            if url is not None or not IMPLEMENTATIONS[name].needs_redis
+        ]
+        return [_broker_fleet(ctx, impls, size, url) for size in ctx.profile.fleets]
+
+
+def _broker_fleet(
+    ctx: Context, impls: list[Implementation], size: int, redis_url: str | None
+) -> Measurement:
+    m = Measurement(
+        f"broker_{size}",
+        {
+            "streams": size,
+            "broadcasts_per_round": ctx.profile.broadcasts,
+            "redis": "in-memory redis-server, no persistence" if redis_url else None,
+        },
+        ("p50_ms", "p99_ms", "all_ms", "cpu_us_per_delivery", "kib_per_stream"),
+    )
+    for rep, order in ctx.rounds(ctx.profile.reps, impls):
+        for impl in order:
+            env = {"BENCH_BROKER_URL": redis_url} if impl.needs_redis and redis_url else None
+            with ctx.server(impl, env) as server:
+                kib, tasks, opened = _open_fleet(ctx, server, size)
+                m.add(impl.name, kib_per_stream=kib, tasks_per_stream=tasks, open_s=opened)
+                m.add(impl.name, **_broadcasts(ctx, server, size))
+                ctx.clients.close()
+                ctx.say(
+                    f"[broker {size} {rep + 1}] {impl.name:12s} "
+                    f"{m.samples[impl.name]['cpu_us_per_delivery'][-1] or 0:6.1f} µs/delivery"
+                )
+                server.wait_streams(0, 10)
+                m.add_errors(server)
     return m

@@ -35,6 +35,7 @@ class Implementation:
     name: str
     python: Path
     app: str
+    needs_redis: bool = False  # served with BENCH_BROKER_URL set to the harness's redis-server
 
 
 IMPLEMENTATIONS = {
@@ -44,6 +45,11 @@ IMPLEMENTATIONS = {
         Implementation("upstream", ROOT / ".venv-upstream/bin/python", "ours_upstream:app"),
         Implementation("streaming", ROOT / ".venv/bin/python", "streaming:app"),
         Implementation("raw", ROOT / ".venv/bin/python", "raw:app"),
+        # Not run by default: the app and Starlette with the least response (apps/floor.py).
+        Implementation("floor", ROOT / ".venv/bin/python", "floor:app"),
+        # The broker scenario's contenders (apps/broker.py), beside raw.
+        Implementation("broker", ROOT / ".venv/bin/python", "broker:app"),
+        Implementation("broker-redis", ROOT / ".venv/bin/python", "broker:app", needs_redis=True),
     )
 }
 
@@ -51,7 +57,9 @@ IMPLEMENTATIONS = {
 class Server:
     """A running uvicorn process serving one implementation."""
 
-    def __init__(self, impl: Implementation, log_dir: Path) -> None:
+    def __init__(
+        self, impl: Implementation, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.impl = impl
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -77,7 +85,12 @@ class Server:
         ]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                cmd, cwd=APPS, pass_fds=[sock.fileno()], stdout=log, stderr=subprocess.STDOUT
+                cmd,
+                cwd=APPS,
+                pass_fds=[sock.fileno()],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
             )
         sock.close()
         self.exited_ns = 0
