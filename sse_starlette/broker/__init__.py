@@ -170,21 +170,18 @@ class Broker:
         if topic is None:
             return
         topic.cursor = event.id
-        overflowing = None
+        overflowing = []
         for subscription in topic.subscribers:
             buffer = subscription._buffer
             if len(buffer) >= self.buffer:
-                if overflowing is None:
-                    overflowing = []
                 overflowing.append(subscription)
                 continue
             buffer.append(event)
             if subscription._waiter is not None:
                 subscription._wake()
-        self.metrics.delivered += len(topic.subscribers)
-        if overflowing is not None:
-            for subscription in overflowing:
-                subscription._overflow(event)
+        self.metrics.delivered += len(topic.subscribers) - len(overflowing)
+        for subscription in overflowing:  # after the loop: it leaves topic.subscribers
+            subscription._overflow(event)
 
     # --- subscribing -------------------------------------------------------------------------
 
@@ -427,6 +424,7 @@ class Subscription:
             self._end()
             return
         broker.metrics.slow_consumer_drops += 1
+        broker.metrics.delivered += 1
         dropped = self._buffer.popleft()
         if dropped.topic in self._positions:
             self._positions[dropped.topic] = dropped.id

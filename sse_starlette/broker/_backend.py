@@ -70,11 +70,11 @@ class BrokerEvent(ServerSentEvent):
 def event_fields(item: Any, sep: str) -> dict[str, Any]:
     """The fields of something `publish()` was given, checked so that it encodes.
 
-    Raises ValueError/TypeError naming the field, before anything is stored.
+    Raises ValueError/TypeError naming the field, before anything is stored. A dict's `sep`
+    is not a field: the broker's own separator is used.
     """
     if isinstance(item, ServerSentEvent):
-        fields = {"data": item.data, "event": item.event, "id": item.id, "retry": item.retry}
-        fields["comment"] = item.comment
+        fields = {name: getattr(item, name) for name in ("data", "event", "id", "retry", "comment")}
     elif isinstance(item, dict):
         unknown = item.keys() - _FIELDS
         if unknown:
@@ -82,18 +82,16 @@ def event_fields(item: Any, sep: str) -> dict[str, Any]:
         fields = {name: item.get(name) for name in ("data", "event", "id", "retry", "comment")}
     else:
         fields = {"data": item}
-    if fields.get("id") is not None:
+    if fields.pop("id", None) is not None:
         raise ValueError("the broker assigns event ids; publish the event without 'id'")
-    fields.pop("id", None)
     fields = {name: value for name, value in fields.items() if value is not None}
     if "data" in fields:
         fields["data"] = _data_text(fields["data"])
     for name in ("event", "comment"):
         if name in fields:
             fields[name] = str(fields[name])
-    _encode(fields.get("data"), fields.get("event"), None, fields.get("retry"), None, sep)
-    if "comment" in fields:
-        _encode(None, None, None, None, fields["comment"], sep)
+    get = fields.get
+    _encode(get("data"), get("event"), None, get("retry"), get("comment"), sep)
     return fields
 
 

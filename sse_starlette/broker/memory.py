@@ -59,9 +59,6 @@ class MemoryBackend:
         return id
 
     async def position(self, topic: str) -> str:
-        return self._position(topic)
-
-    def _position(self, topic: str) -> str:
         history = self.topics.get(topic)
         if history is None:
             return f"{self.epoch}-0"
