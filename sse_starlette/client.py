@@ -306,12 +306,14 @@ class _EventSourceBase(Generic[ClientT]):
         )
 
     def _accept(self, response: httpx.Response) -> bool:
-        """True: read `response` as the stream; False: 204, stop. Else raise `SSEResponseError`."""
-        if response.status_code == 204:
-            return False
+        """True: read `response` as the stream. False: close it, then pass it to `_reject`."""
         media_type = response.headers.get("content-type", "").partition(";")[0]
-        if response.status_code != 200 or media_type.strip().lower() != "text/event-stream":
-            raise SSEResponseError(response)
+        if (
+            self._closed
+            or response.status_code != 200
+            or media_type.strip().lower() != "text/event-stream"
+        ):
+            return False
         self._reconnection.connected()
         # Each connection parses from a clean state (a partial event is discarded), but the
         # last event ID and the reconnection time carry over, as in a browser.
@@ -320,8 +322,13 @@ class _EventSourceBase(Generic[ClientT]):
         return True
 
     def _feed(self, chunk: bytes) -> None:
+        """Parse `chunk`; `EventTooLargeError` ends the source (a retry would fail alike)."""
         assert self._parser is not None
-        self._pending.extend(self._parser.feed(chunk))
+        try:
+            self._pending.extend(self._parser.feed(chunk))
+        except EventTooLargeError:
+            self._done = True
+            raise
         self._received_id = self._parser.last_event_id
         if self._parser.retry is not None and self._parser.retry != self._stream_retry:
             self._stream_retry = self._parser.retry
@@ -338,9 +345,24 @@ class _EventSourceBase(Generic[ClientT]):
             self._received_id = self._delivered_id
             self._pending.clear()
 
+    def _reject(self, response: httpx.Response) -> None:
+        """A response `_accept` refused: 204 stops, a transient status retries, others raise."""
+        if self._closed:
+            return
+        if response.status_code == 204:
+            self._done = True
+            return
+        error = SSEResponseError(response)
+        if not error.transient:
+            self._done = True
+            raise error
+        self._lost(error)
+
     def _lost(self, cause: Exception) -> None:
         """The connection is gone or was refused: schedule the next one, stop, or raise."""
         self._parser = None
+        if self._closed:
+            return
         if not self._reconnect:
             self._done = True
             if isinstance(cause, SSEStreamEndedError):
@@ -363,12 +385,6 @@ class _EventSourceBase(Generic[ClientT]):
         if self._on_reconnect is not None:
             self._on_reconnect(attempt, delay, cause)
         self._delay = delay
-
-    def _refused(self, error: SSEResponseError) -> None:
-        if not error.transient:
-            self._done = True
-            raise error
-        self._lost(error)
 
 
 class EventSource(_EventSourceBase[httpx.AsyncClient]):
@@ -455,20 +471,14 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
                 self._request(self._client), stream=True, follow_redirects=True
             )
         except _NETWORK_ERRORS as exc:
-            if not self._closed:
-                self._lost(exc)
+            self._lost(exc)
             return
-        try:
-            accepted = self._accept(response)
-        except SSEResponseError as exc:
-            await _aclose_shielded(response)
-            self._refused(exc)
-            return
-        if not accepted:
-            await _aclose_shielded(response)
-            self._done = True
-            return
-        self._response, self._chunks = response, response.aiter_bytes()
+        if self._accept(response):
+            self._response, self._chunks = response, response.aiter_bytes()
+        else:
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+            self._reject(response)
 
     async def _read(self) -> None:
         assert self._chunks is not None
@@ -494,14 +504,12 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
             try:
                 self._feed(chunk)
             except EventTooLargeError:
-                self._done = True
                 await self._drop()
                 raise
             return
         self._reading = False
         await self._drop()
-        if not self._closed:
-            self._lost(cause)
+        self._lost(cause)
 
     async def _drop(self) -> None:
         chunks, self._chunks = self._chunks, None
@@ -522,11 +530,6 @@ async def _finish(chunks: AsyncIterator[bytes]) -> None:
         scope.cancel()
         async for _ in chunks:
             pass
-
-
-async def _aclose_shielded(response: httpx.Response) -> None:
-    with anyio.CancelScope(shield=True):
-        await response.aclose()
 
 
 class SyncEventSource(_EventSourceBase[httpx.Client]):
@@ -594,20 +597,13 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
                 self._request(self._client), stream=True, follow_redirects=True
             )
         except _NETWORK_ERRORS as exc:
-            if not self._closed:
-                self._lost(exc)
+            self._lost(exc)
             return
-        try:
-            accepted = self._accept(response)
-        except SSEResponseError as exc:
+        if self._accept(response):
+            self._response, self._chunks = response, response.iter_bytes()
+        else:
             response.close()
-            self._refused(exc)
-            return
-        if not accepted:
-            response.close()
-            self._done = True
-            return
-        self._response, self._chunks = response, response.iter_bytes()
+            self._reject(response)
 
     def _read(self) -> None:
         assert self._chunks is not None
@@ -626,13 +622,11 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
             try:
                 self._feed(chunk)
             except EventTooLargeError:
-                self._done = True
                 self._drop()
                 raise
             return
         self._drop()
-        if not self._closed:
-            self._lost(cause)
+        self._lost(cause)
 
     def _drop(self) -> None:
         chunks, self._chunks = self._chunks, None

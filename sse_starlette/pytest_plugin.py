@@ -1,11 +1,13 @@
 """pytest plugin (registered through the `pytest11` entry point): fixtures for SSE tests.
 
 pytest loads this module in every run where sse-starlette is installed, so it imports
-nothing beyond pytest until a test asks for a fixture, and defines no autouse fixture.
+nothing beyond pytest and the standard library until a test asks for a fixture, and defines
+no autouse fixture.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +27,6 @@ async def sse_client() -> AsyncIterator[SSEClientFactory]:
     lifespan shut down, a drain it started ended). The test runs under anyio's pytest
     plugin (`@pytest.mark.anyio`), on asyncio or trio.
     """
-    import contextlib
-
     from sse_starlette.testing import SSETestClient
 
     async with contextlib.AsyncExitStack() as clients:

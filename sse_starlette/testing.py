@@ -29,8 +29,8 @@ import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Scope
 
+from sse_starlette import _shutdown
 from sse_starlette.parser import Event, EventStreamParser
-from sse_starlette.sse import AppStatus
 
 __all__ = [
     "CompletedResponse",
@@ -57,16 +57,6 @@ class StreamTimeoutError(TimeoutError):
 
 class StreamEndedError(Exception):
     """The response ended before what was waited for arrived; the message shows what did."""
-
-
-def _start_drain() -> None:
-    # The documented switch of the published package; the public drain API of
-    # sse_starlette._shutdown replaces these two lines once it exists.
-    AppStatus.should_exit = True
-
-
-def _end_drain() -> None:
-    AppStatus.should_exit = False
 
 
 @dataclass(frozen=True)
@@ -494,7 +484,7 @@ class SSETestClient:
     async def _close_task_group(self) -> None:
         if self._drained:
             self._drained = False
-            _end_drain()
+            _shutdown.undrain()
         task_group, self._task_group = self._task_group, None
         lifespan, self._lifespan = self._lifespan, None
         if task_group is not None:
@@ -523,23 +513,13 @@ class SSETestClient:
         Leaving the block disconnects the client, waits for the app to return and raises
         what the app raised; leaving it on an error cancels the app instead.
         """
-        task_group = self._require_open()
-        limit = self.timeout if timeout is None else timeout
         scope, body = self._request(
             method, url, headers, params, content, json, http_version, "text/event-stream"
         )
-        stream = EventStream(scope, body, limit, self._start_drain)
-        task_group.start_soon(stream._run, self.app)
-        self._streams.add(stream)
-        try:
+        async with self._call(scope, body, timeout) as stream:
             await stream._wait_started()
             yield stream
             await stream._finish()
-        except BaseException:
-            await stream._abort()
-            raise
-        finally:
-            self._streams.discard(stream)
 
     async def request(
         self,
@@ -553,20 +533,28 @@ class SSETestClient:
         timeout: float | None = None,
     ) -> CompletedResponse:
         """Send a request and read the response to its end (a POST that publishes, say)."""
+        scope, body = self._request(method, url, headers, params, content, json, "1.1", "*/*")
+        async with self._call(scope, body, timeout) as stream:
+            await stream.read_to_end()
+        return CompletedResponse(stream.status_code, stream.headers, stream.raw)
+
+    @contextlib.asynccontextmanager
+    async def _call(
+        self, scope: Scope, body: bytes, timeout: float | None
+    ) -> AsyncIterator[EventStream]:
+        """Call the app with one request; an error in the block cancels it."""
         task_group = self._require_open()
         limit = self.timeout if timeout is None else timeout
-        scope, body = self._request(method, url, headers, params, content, json, "1.1", "*/*")
         stream = EventStream(scope, body, limit, self._start_drain)
         task_group.start_soon(stream._run, self.app)
         self._streams.add(stream)
         try:
-            await stream.read_to_end()
+            yield stream
         except BaseException:
             await stream._abort()
             raise
         finally:
             self._streams.discard(stream)
-        return CompletedResponse(stream.status_code, stream.headers, stream.raw)
 
     async def drain(self, timeout: float | None = None) -> None:
         """Start the server-shutdown drain, as on SIGTERM; wait until this client's streams end.
@@ -582,7 +570,7 @@ class SSETestClient:
 
     def _start_drain(self) -> None:
         self._drained = True
-        _start_drain()
+        _shutdown.drain()
 
     def _require_open(self) -> anyio.abc.TaskGroup:
         if self._task_group is None:

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -306,10 +307,12 @@ async def test_cancelled_read_closes_the_response_and_iterating_again_resumes(
     server: Server,
 ) -> None:
     key = new_key()
+    reconnects: list[int] = []
     source = EventSource(
         f"{server.url}/events",
         params={"key": key, "count": 2, "per": 1, "pause": 1},
-        retry=0.01,
+        retry=60,
+        on_reconnect=lambda attempt, delay, cause: reconnects.append(attempt),
     )
     try:
         assert (await anext(source)).id == "1"
@@ -317,10 +320,12 @@ async def test_cancelled_read_closes_the_response_and_iterating_again_resumes(
             await anext(source)  # nothing comes: the server holds the response open
         assert scope.cancelled_caught
         await wait_log(server, f"{key}: disconnect")
-        assert (await anext(source)).id == "2"
+        with anyio.fail_after(5):  # at once: not after the 60 s retry
+            assert (await anext(source)).id == "2"
     finally:
         await source.aclose()
     assert seen_by(server, key)["ids"] == [None, "1"]
+    assert reconnects == []  # no attempt counted
 
 
 @pytest.mark.server
@@ -369,27 +374,33 @@ def test_sync_source_resumes_after_drop_and_stops_on_204(server: Server) -> None
 
 
 @pytest.mark.server
-def test_sync_source_close_disconnects_and_errors_match_async(server: Server) -> None:
+def test_sync_source_close_disconnects(server: Server) -> None:
     key = new_key()
     with SyncEventSource(
         f"{server.url}/events", params={"key": key, "count": 1, "pause": 1}
     ) as source:
         assert next(source).data == "event 1"
     server.wait_log(f"{key}: disconnect")
+    assert seen_by(server, key) == {"ids": [None], "disconnects": 1}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("code", "error", "message", "requests"),
+    [(404, SSEResponseError, "answered 404", 1), (502, SSEReconnectError, "max_reconnects=1", 2)],
+)
+def test_sync_source_errors_match_async(
+    server: Server, code: int, error: type[Exception], message: str, requests: int
+) -> None:
+    key = new_key()
     with (
-        pytest.raises(SSEResponseError, match="answered 404"),
+        pytest.raises(error, match=message),
         SyncEventSource(
-            f"{server.url}/status", params={"key": key, "code": 404}, retry=0.01, max_reconnects=1
+            f"{server.url}/status", params={"key": key, "code": code}, retry=0.01, max_reconnects=1
         ) as source,
     ):
         next(source)
-    with (
-        pytest.raises(SSEReconnectError, match="max_reconnects=1"),
-        SyncEventSource(
-            f"{server.url}/status", params={"key": key, "code": 502}, retry=0.01, max_reconnects=1
-        ) as source,
-    ):
-        next(source)
+    assert len(seen_by(server, key)["ids"]) == requests
 
 
 # --- in process, through httpx.ASGITransport ------------------------------------------------
@@ -451,11 +462,66 @@ async def test_request_carries_method_body_headers_and_a_utf8_last_event_id() ->
         )
         async with source:
             assert await collect(source) == []
-    [(method, headers, body)] = requests
+        # A Last-Event-ID among the headers is the initial id, sent once.
+        async with EventSource("http://app/", client=client, headers={"Last-Event-ID": "7"}) as s:
+            assert await collect(s) == []
+    [(method, headers, body), (_, second_headers, _)] = requests
     assert (method, json.loads(body)) == ("POST", {"q": 1})
     assert headers[b"last-event-id"] == "é-1".encode()
     assert headers[b"accept"] == b"text/event-stream"
+    assert headers[b"cache-control"] == b"no-store"
     assert headers[b"authorization"] == b"Bearer t"
+    assert second_headers[b"last-event-id"] == b"7"
+
+
+@pytest.mark.anyio
+async def test_a_redirect_is_followed() -> None:
+    app = Starlette(
+        routes=[
+            Route("/old", lambda request: RedirectResponse("/numbers")),
+            Route("/numbers", numbers),
+        ]
+    )
+    transport = httpx.ASGITransport(app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://app") as client,
+        EventSource("/old", client=client, reconnect=False) as source,
+    ):
+        assert [event.id for event in await collect(source)] == ["0", "1", "2"]
+
+
+@pytest.mark.anyio
+async def test_aclose_during_the_request_closes_the_response_that_arrives_after() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+    responses: list[httpx.Response] = []
+
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        entered.set()
+        await release.wait()
+        headers = [(b"content-type", b"text/event-stream")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"data: late\n\n"})
+
+    async def keep(response: httpx.Response) -> None:
+        responses.append(response)
+
+    transport = httpx.ASGITransport(late)
+    received: list[Event] = []
+    async with httpx.AsyncClient(transport=transport, event_hooks={"response": [keep]}) as client:
+        source = EventSource("http://app/", client=client)
+
+        async def consume() -> None:
+            received.extend(await collect(source))
+
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(consume)
+                await entered.wait()  # the consumer is waiting for the response
+                await source.aclose()
+                release.set()
+        assert received == []
+        [response] = responses
+        assert response.is_closed
 
 
 # --- the reconnection schedule, without a server ---------------------------------------------

@@ -31,28 +31,23 @@ advanced = importlib.import_module("examples.04_advanced_features")
 
 
 @pytest.mark.anyio
-async def test_basic_counter_streams_numbered_events(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("path", "block"),
+    [
+        pytest.param("/events", "id: {n}\r\nevent: tick\r\ndata: {n}\r\n\r\n", id="async"),
+        pytest.param("/sync", "id: {n}\r\ndata: blocking step {n}\r\n\r\n", id="sync-in-a-thread"),
+    ],
+)
+async def test_basic_generators_stream_numbered_events(
+    monkeypatch: pytest.MonkeyPatch, path: str, block: str
+) -> None:
     monkeypatch.setattr(basic, "DELAY_SECONDS", 0)
-    async with SSETestClient(basic.app) as client, client.stream("/events") as stream:
+    async with SSETestClient(basic.app) as client, client.stream(path) as stream:
         await stream.read_to_end()
     assert stream.complete
     assert stream.headers["content-type"].startswith("text/event-stream")
     numbers = range(1, basic.COUNT + 1)
-    assert stream.raw == b"".join(
-        f"id: {n}\r\nevent: tick\r\ndata: {n}\r\n\r\n".encode() for n in numbers
-    )
-
-
-@pytest.mark.anyio
-async def test_basic_sync_generator_streams_from_a_thread(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(basic, "DELAY_SECONDS", 0)
-    async with SSETestClient(basic.app) as client, client.stream("/sync") as stream:
-        await stream.read_to_end()
-    assert stream.complete
-    numbers = range(1, basic.COUNT + 1)
-    assert stream.raw == b"".join(
-        f"id: {n}\r\ndata: blocking step {n}\r\n\r\n".encode() for n in numbers
-    )
+    assert stream.raw == b"".join(block.format(n=n).encode() for n in numbers)
 
 
 # 02_message_broadcasting

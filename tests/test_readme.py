@@ -68,8 +68,6 @@ async def test_memory_channel_snippet_streams_every_item() -> None:
 
 @pytest.mark.anyio
 async def test_broker_snippet_streams_what_is_published() -> None:
-    from sse_starlette.testing import SSETestClient
-
     namespace = run(next(s for s in SNIPPETS if "broker.response" in s))
     app, broker = namespace["app"], namespace["broker"]
     async with SSETestClient(app) as client, client.stream("/events") as stream:
