@@ -18,9 +18,10 @@ COLOURS = {
 
 def _panels(scenarios: dict[str, Any]) -> list[tuple[str, str, str, float | None, float | None]]:
     """(scenario, figure, title, target as a multiple of raw, absolute target) per panel."""
-    largest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("idle_")), default=0)
-    widest = max((int(k.split("_")[1]) for k in scenarios if k.startswith("broadcast_")), default=0)
-    brokers = max((int(k.split("_")[1]) for k in scenarios if k.startswith("broker_")), default=0)
+    largest, widest, brokers = (
+        max((int(k.split("_")[1]) for k in scenarios if k.startswith(f"{kind}_")), default=0)
+        for kind in ("idle", "broadcast", "broker")
+    )
     idle, bcast, broker = f"idle_{largest}", f"broadcast_{widest}", f"broker_{brokers}"
     panels = [
         ("throughput", "events_per_s", "throughput: events/s (higher is better)", 0.8, None),

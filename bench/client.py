@@ -39,6 +39,9 @@ def request(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
 
 
+STREAM = request("/stream")  # an endless stream: its first event, then every broadcast
+
+
 @dataclass
 class _Stream:
     sock: socket.socket
@@ -55,10 +58,10 @@ class _Worker:
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     streams: list[_Stream] = field(default_factory=list)
 
-    def _connect(self, port: int, path: str) -> _Stream:
+    def _connect(self, port: int) -> _Stream:
         # A blocking connect returns as soon as the kernel queued it (at most WINDOW pending).
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(request(path))
+        sock.sendall(STREAM)
         sock.setblocking(False)
         stream = _Stream(sock)
         self.selector.register(sock, selectors.EVENT_READ, stream)
@@ -87,27 +90,36 @@ class _Worker:
             self._read(key.data)
         return now
 
-    def open(self, port: int, path: str, count: int, timeout: float) -> dict[str, Any]:
-        """Open `count` streams and wait until each has its first event."""
+    def connect(self, port: int, count: int, timeout: float, keep: bool) -> dict[str, Any]:
+        """Open `count` endless streams, up to WINDOW at once, until each has had its first
+        event; then keep it open (a fleet) or reset it (churn)."""
         start = time.monotonic()
         deadline = start + timeout
         waiting: list[_Stream] = []
-        opened = failed = 0
-        while (opened + failed < count) and time.monotonic() < deadline:
-            while len(waiting) < WINDOW and opened + failed + len(waiting) < count:
+        done = failed = 0
+        while done + failed < count and time.monotonic() < deadline:
+            while len(waiting) < WINDOW and done + failed + len(waiting) < count:
                 try:
-                    waiting.append(self._connect(port, path))
+                    waiting.append(self._connect(port))
                 except OSError:
                     failed += 1
             self._poll(0.05)
-            still = [s for s in waiting if s.seen < 1 and not s.end]
-            opened += sum(1 for s in waiting if s.seen >= 1)
-            failed += sum(1 for s in waiting if s.end and s.seen < 1)
-            self.streams += [s for s in waiting if s.seen >= 1]
+            still = []
+            for stream in waiting:
+                if stream.seen >= 1:
+                    done += 1
+                    if keep:
+                        self.streams.append(stream)
+                    else:
+                        self._drop(stream, reset=True)
+                elif stream.end:
+                    failed += 1
+                else:
+                    still.append(stream)
             waiting = still
         for stream in waiting:
             self._drop(stream, reset=True)
-        return {"opened": opened, "failed": failed + len(waiting), "s": time.monotonic() - start}
+        return {"done": done, "failed": failed + len(waiting), "s": time.monotonic() - start}
 
     def collect(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
         """Wait until every open stream has one event more than now; its arrival times."""
@@ -148,33 +160,6 @@ class _Worker:
             counts[key] += 1
         self.close(reset=True)
         return {**counts, "last_end_ns": last}
-
-    def churn(self, port: int, path: str, count: int, timeout: float) -> dict[str, Any]:
-        """Connect, read the first event, reset; `count` times, up to WINDOW at once."""
-        start = time.monotonic()
-        deadline = start + timeout
-        waiting: list[_Stream] = []
-        done = failed = 0
-        while done + failed < count and time.monotonic() < deadline:
-            while len(waiting) < WINDOW and done + failed + len(waiting) < count:
-                try:
-                    waiting.append(self._connect(port, path))
-                except OSError:
-                    failed += 1
-            self._poll(0.05)
-            still = []
-            for stream in waiting:
-                if stream.seen >= 1:
-                    self._drop(stream, reset=True)
-                    done += 1
-                elif stream.end:
-                    failed += 1
-                else:
-                    still.append(stream)
-            waiting = still
-        for stream in waiting:
-            self._drop(stream, reset=True)
-        return {"done": done, "failed": failed + len(waiting), "s": time.monotonic() - start}
 
     def _drop(self, stream: _Stream, reset: bool) -> None:
         if stream.end:
@@ -231,14 +216,12 @@ def serve(conn: Connection) -> None:
         if command == "stop":
             worker.close(reset=True)
             return
-        if command == "open":
-            conn.send(("done", worker.open(*args)))
+        if command == "connect":
+            conn.send(("done", worker.connect(*args)))
         elif command == "collect":
             conn.send(("done", worker.collect(args[0], ready)))
         elif command == "watch_end":
             conn.send(("done", worker.watch_end(args[0], ready)))
-        elif command == "churn":
-            conn.send(("done", worker.churn(*args)))
         elif command == "close":
             conn.send(("done", worker.close(*args)))
         elif command == "throughput":
@@ -279,17 +262,18 @@ class Clients:
         kind, *payload = conn.recv()
         return payload[0] if payload else kind
 
-    def open(self, port: int, count: int, timeout: float) -> dict[str, Any]:
-        """Open `count` endless streams, split between the processes; each has had one event."""
-        parts = self._split(count)
-        replies = self._all(
-            [("open", port, "/stream", part, timeout) for part in parts], timeout + 10
-        )
+    def _connect(self, port: int, count: int, timeout: float, keep: bool) -> dict[str, Any]:
+        commands = [("connect", port, part, timeout, keep) for part in self._split(count)]
+        replies = self._all(commands, timeout + 10)
         return {
-            "opened": sum(r["opened"] for r in replies),
+            "done": sum(r["done"] for r in replies),
             "failed": sum(r["failed"] for r in replies),
             "s": max(r["s"] for r in replies),
         }
+
+    def open(self, port: int, count: int, timeout: float) -> dict[str, Any]:
+        """Open `count` endless streams, split between the processes; each has had one event."""
+        return self._connect(port, count, timeout, keep=True)
 
     def close(self, reset: bool = False) -> int:
         return sum(r["closed"] for r in self._all([("close", reset)] * len(self._conns), 30))
@@ -322,15 +306,7 @@ class Clients:
 
     def churn(self, port: int, count: int, timeout: float) -> dict[str, Any]:
         """`count` connections that read one event and reset, split between the processes."""
-        parts = self._split(count)
-        replies = self._all(
-            [("churn", port, "/stream", part, timeout) for part in parts], timeout + 10
-        )
-        return {
-            "done": sum(r["done"] for r in replies),
-            "failed": sum(r["failed"] for r in replies),
-            "s": max(r["s"] for r in replies),
-        }
+        return self._connect(port, count, timeout, keep=False)
 
     def throughput(self, port: int, n: int, timeout: float) -> dict[str, Any]:
         """One stream of `n` events, read by the first process."""

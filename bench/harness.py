@@ -22,11 +22,10 @@ from typing import Any
 
 from bench import report, scenarios
 from bench.client import WINDOW, Clients, raise_fd_limit
-from bench.profiles import PROFILES, Profile
+from bench.profiles import PROFILES, SCENARIOS, Profile
 from bench.scenarios import Context, Measurement
 from bench.server import IMPLEMENTATIONS, ROOT
 
-SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
+ALL = ("ours", "upstream", "streaming", "raw")
 
 
 @dataclass(frozen=True)
@@ -13,39 +16,37 @@ class Profile:
     implementations: tuple[str, ...]
     reps: int  # interleaved rounds of every measurement but SIGTERM
     events: int  # throughput: events in the one stream
-    fleets: tuple[int, ...]  # idle and broadcast: open streams per server
+    fleets: tuple[int, ...]  # idle, broadcast and broker: open streams per server
     broadcasts: int  # broadcast: events sent to the whole fleet per round
     churn: int  # churn: connections per round
     sigterm_streams: int
     sigterm_reps: int
     hung_s: float  # SIGTERM: how long a server may take to exit before it counts as hung
-    scenarios: tuple[str, ...] = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
+    scenarios: tuple[str, ...] = SCENARIOS
 
 
-ALL = ("ours", "upstream", "streaming", "raw")
+FULL = Profile(
+    name="full",
+    implementations=ALL,
+    reps=5,
+    events=200_000,
+    fleets=(1_000, 5_000),
+    broadcasts=10,
+    churn=5_000,
+    sigterm_streams=1_000,
+    sigterm_reps=3,
+    hung_s=10.0,
+)
 
 PROFILES = {
-    "full": Profile(
-        name="full",
-        implementations=ALL,
-        reps=5,
-        events=200_000,
-        fleets=(1_000, 5_000),
-        broadcasts=10,
-        churn=5_000,
-        sigterm_streams=1_000,
-        sigterm_reps=3,
-        hung_s=10.0,
-    ),
-    "quick": Profile(
+    "full": FULL,
+    "quick": replace(
+        FULL,
         name="quick",
-        implementations=ALL,
         reps=3,
         events=50_000,
         fleets=(1_000,),
-        broadcasts=10,
         churn=1_000,
-        sigterm_streams=1_000,
         sigterm_reps=1,
         hung_s=5.0,
     ),

@@ -196,6 +196,12 @@ def targets(scenarios: dict[str, Any], sizes: Sequence[int]) -> list[dict[str, A
 # The figures the table shows: (figure, label, statistic over rounds). The rest is in the JSON.
 # Leaks show as the worst round (max) or, for memory, as growth in every round (min): the
 # allocator grows in sporadic steps that a single round may catch, a leak in all of them.
+_BROADCAST = [
+    ("p50_ms", "p50 ms", "median"),
+    ("p99_ms", "p99 ms", "median"),
+    ("all_ms", "all received ms", "median"),
+    ("cpu_us_per_delivery", "CPU µs/delivery", "median"),
+]
 HEADLINES = {
     "throughput": [
         ("events_per_s", "events/s", "median"),
@@ -205,25 +211,14 @@ HEADLINES = {
         ("kib_per_stream", "KiB/stream", "median"),
         ("tasks_per_stream", "tasks/stream", "median"),
     ],
-    "broadcast": [
-        ("p50_ms", "p50 ms", "median"),
-        ("p99_ms", "p99 ms", "median"),
-        ("all_ms", "all received ms", "median"),
-        ("cpu_us_per_delivery", "CPU µs/delivery", "median"),
-    ],
+    "broadcast": _BROADCAST,
     "churn": [
         ("cpu_us_per_conn", "CPU µs/conn", "median"),
         ("tasks_left", "tasks left (max)", "max"),
         ("streams_left", "streams left (max)", "max"),
         ("rss_growth_kib", "RSS growth KiB (min)", "min"),
     ],
-    "broker": [
-        ("p50_ms", "p50 ms", "median"),
-        ("p99_ms", "p99 ms", "median"),
-        ("all_ms", "all received ms", "median"),
-        ("cpu_us_per_delivery", "CPU µs/delivery", "median"),
-        ("kib_per_stream", "KiB/stream", "median"),
-    ],
+    "broker": [*_BROADCAST, ("kib_per_stream", "KiB/stream", "median")],
     "sigterm": [
         ("exit_s", "exit s", "median"),
         ("hung", "hung rounds (sum)", "sum"),
@@ -255,58 +250,51 @@ def _cell(figure: dict[str, Any] | None, stat: str) -> str:
     return _number(figure["median"]) + noise
 
 
-def _ratio(ratios: dict[str, Any], base: str, figure: str, impl: str = "ours") -> str:
+def _ratio(ratios: dict[str, Any], base: str, figure: str, impl: str) -> str:
     value = ratios.get(f"vs_{base}", {}).get(impl, {}).get(figure, {}).get("median")
     return "-" if value is None else f"{value:.2f}x"
 
 
-def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
-    """The figures as text: medians over rounds, [spread], and this project's paired ratios."""
+def _table(
+    scenarios: dict[str, Any], implementations: Sequence[str], ratios: Sequence[tuple[str, str]]
+) -> str:
+    """One row per headline figure: its median over rounds [spread] per implementation, then
+    each paired ratio (implementation, base) of `ratios`."""
+    columns = [(impl, base, max(9, len(f"{impl}/{base}"))) for impl, base in ratios]
     head = f"{'scenario':14s} {'figure':22s}" + "".join(f" {i:>14s}" for i in implementations)
-    head += f" {'ours/raw':>9s} {'ours/upstr':>10s}"
+    head += "".join(f" {f'{impl}/{base}':>{width}s}" for impl, base, width in columns)
     lines = [head, "-" * len(head)]
     for name, result in scenarios.items():
-        if name.startswith("broker"):
-            continue  # contenders of its own: broker_table
         for figure, label, stat in HEADLINES[name.split("_")[0]]:
             cells = "".join(
                 f" {_cell(result['figures'].get(impl, {}).get(figure), stat):>14s}"
                 for impl in implementations
             )
-            ratios = result["ratios"]
-            lines.append(
-                f"{name:14s} {label:22s}{cells} {_ratio(ratios, 'raw', figure):>9s}"
-                f" {_ratio(ratios, 'upstream', figure):>10s}"
+            cells += "".join(
+                f" {_ratio(result['ratios'], base, figure, impl):>{width}s}"
+                for impl, base, width in columns
             )
+            lines.append(f"{name:14s} {label:22s}{cells}")
     lines.append("median over rounds; [x%] = (max - min) / median, the noise; ratios are paired")
     return "\n".join(lines)
+
+
+def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
+    """The figures as text: medians over rounds, [spread], and this project's paired ratios."""
+    rows = {name: r for name, r in scenarios.items() if not name.startswith("broker")}
+    return _table(rows, implementations, [("ours", "raw"), ("ours", "upstream")])
 
 
 def broker_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
     """The broker scenario: this project's `Broker` on each backend beside the raw ceiling."""
-    brokers = [i for i in implementations if i != "raw"]
-    head = f"{'scenario':14s} {'figure':22s}" + "".join(f" {i:>14s}" for i in implementations)
-    head += "".join(f" {i + '/raw':>17s}" for i in brokers)
-    lines = [head, "-" * len(head)]
-    for name, result in scenarios.items():
-        if not name.startswith("broker"):
-            continue
-        for figure, label, stat in HEADLINES["broker"]:
-            cells = "".join(
-                f" {_cell(result['figures'].get(impl, {}).get(figure), stat):>14s}"
-                for impl in implementations
-            )
-            ratios = "".join(
-                f" {_ratio(result['ratios'], 'raw', figure, impl):>17s}" for impl in brokers
-            )
-            lines.append(f"{name:14s} {label:22s}{cells}{ratios}")
-    lines.append("median over rounds; [x%] = (max - min) / median, the noise; ratios are paired")
-    return "\n".join(lines)
+    rows = {name: r for name, r in scenarios.items() if name.startswith("broker")}
+    return _table(rows, implementations, [(i, "raw") for i in implementations if i != "raw"])
 
 
 def target_lines(checked: list[dict[str, Any]]) -> str:
     marks = {True: "met   ", False: "MISSED", None: "n/a   "}
+    width = max((len(t["target"]) for t in checked), default=0)
     return "\n".join(
-        f"{marks[t['ok']]} {t['target']:68s} {_number(t['value']):>8s}  ({t['source']})"
+        f"{marks[t['ok']]} {t['target']:{width}s} {_number(t['value']):>8s}  ({t['source']})"
         for t in checked
     )

@@ -122,26 +122,24 @@ def fleet(ctx: Context, size: int, idle: bool, broadcast: bool) -> list[Measurem
     )
     for rep, order in ctx.rounds(ctx.profile.reps):
         for impl in order:
-            # A fresh server each round: freed memory stays in the allocator and would
-            # hide the next round's growth.
             with ctx.server(impl) as server:
-                kib, tasks, opened = _open_fleet(ctx, server, size)
-                idle_m.add(impl.name, kib_per_stream=kib, tasks_per_stream=tasks, open_s=opened)
-                if broadcast:
-                    broadcast_m.add(impl.name, **_broadcasts(ctx, server, size))
-                ctx.clients.close()
-                ctx.say(
-                    f"[fleet {size} {rep + 1}] {impl.name:9s} {kib:6.1f} KiB/stream "
-                    f"{tasks:4.2f} tasks/stream"
-                )
-                server.wait_streams(0, 10)
+                opened, sent = _fleet_round(ctx, server, size, broadcast)
+                idle_m.add(impl.name, **opened)
+                broadcast_m.add(impl.name, **sent)
                 idle_m.add_errors(server)
                 broadcast_m.add_errors(server)
+            ctx.say(
+                f"[fleet {size} {rep + 1}] {impl.name:9s} {opened['kib_per_stream']:6.1f} "
+                f"KiB/stream {opened['tasks_per_stream']:4.2f} tasks/stream"
+            )
     return [m for m, wanted in ((idle_m, idle), (broadcast_m, broadcast)) if wanted]
 
 
-def _open_fleet(ctx: Context, server: Server, size: int) -> tuple[float, float, float]:
-    """Open `size` streams; memory (KiB) and tasks per stream, and seconds it took to open."""
+def _fleet_round(
+    ctx: Context, server: Server, size: int, broadcast: bool
+) -> tuple[dict[str, float], dict[str, Value]]:
+    """`size` streams on a fresh server (freed memory stays in the allocator and would hide
+    the next round's growth): their figures, and those of the broadcasts to them (if asked)."""
     warm = min(50, size)  # warm-up: the first streams pay for lazy imports and first pools
     ctx.clients.open(server.port, warm, 30)
     ctx.clients.close()
@@ -149,11 +147,18 @@ def _open_fleet(ctx: Context, server: Server, size: int) -> tuple[float, float, 
     base = server.quiet(5)
     base_rss = server.rss_kib()
     opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
-    if opened["opened"] != size:
-        raise RuntimeError(f"{server.impl.name}: opened {opened['opened']} of {size} streams")
+    if opened["done"] != size:
+        raise RuntimeError(f"{server.impl.name}: opened {opened['done']} of {size} streams")
     stats = server.wait_streams(size, 10)
-    rss = server.rss_kib()
-    return (rss - base_rss) / size, (stats["tasks"] - base["tasks"]) / size, opened["s"]
+    figures = {
+        "kib_per_stream": (server.rss_kib() - base_rss) / size,
+        "tasks_per_stream": (stats["tasks"] - base["tasks"]) / size,
+        "open_s": opened["s"],
+    }
+    sent = _broadcasts(ctx, server, size) if broadcast else {}
+    ctx.clients.close()
+    server.wait_streams(0, 10)
+    return figures, sent
 
 
 def _broadcasts(ctx: Context, server: Server, size: int) -> dict[str, Value]:
@@ -234,7 +239,7 @@ def sigterm(ctx: Context) -> Measurement:
         for impl in order:
             with ctx.server(impl) as server:
                 opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
-                server.wait_streams(opened["opened"], 10)
+                server.wait_streams(opened["done"], 10)
                 sent = 0
 
                 def trigger(server: Server = server) -> None:
@@ -299,14 +304,11 @@ def _broker_fleet(
         for impl in order:
             env = {"BENCH_BROKER_URL": redis_url} if impl.needs_redis and redis_url else None
             with ctx.server(impl, env) as server:
-                kib, tasks, opened = _open_fleet(ctx, server, size)
-                m.add(impl.name, kib_per_stream=kib, tasks_per_stream=tasks, open_s=opened)
-                m.add(impl.name, **_broadcasts(ctx, server, size))
-                ctx.clients.close()
-                ctx.say(
-                    f"[broker {size} {rep + 1}] {impl.name:12s} "
-                    f"{m.samples[impl.name]['cpu_us_per_delivery'][-1] or 0:6.1f} µs/delivery"
-                )
-                server.wait_streams(0, 10)
+                opened, sent = _fleet_round(ctx, server, size, broadcast=True)
+                m.add(impl.name, **opened, **sent)
                 m.add_errors(server)
+            ctx.say(
+                f"[broker {size} {rep + 1}] {impl.name:12s} "
+                f"{sent['cpu_us_per_delivery'] or 0:6.1f} µs/delivery"
+            )
     return m

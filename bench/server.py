@@ -1,8 +1,9 @@
 """The implementations compared, and one server process of each: start, measure, stop.
 
 Every server is uvicorn with uvloop and httptools, in its own process, on a socket the harness
-binds first (127.0.0.1, no port race) and passes with `--fd`. The server runs with
-cwd=bench/apps, so `import sse_starlette` finds the package of the interpreter's virtualenv.
+binds first (127.0.0.1, no port race) and passes with `--fd`. The server runs with cwd=bench
+and imports `apps.<module>`: the repository is not on its path, so `import sse_starlette` finds
+the package of the interpreter's virtualenv.
 What the harness reads of it comes from /proc and from the app's `/_stats` endpoint.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ROOT / "bench" / "apps"
+BENCH = ROOT / "bench"
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; clients keep fewer pending
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback")
@@ -34,7 +35,7 @@ class Implementation:
 
     name: str
     python: Path
-    app: str
+    app: str  # module:attribute in bench/apps
     needs_redis: bool = False  # served with BENCH_BROKER_URL set to the harness's redis-server
 
 
@@ -70,7 +71,7 @@ class Server:
             str(impl.python),
             "-m",
             "uvicorn",
-            impl.app,
+            f"apps.{impl.app}",
             "--fd",
             str(sock.fileno()),
             "--backlog",  # uvicorn listens again on the socket: keep the larger backlog
@@ -86,7 +87,7 @@ class Server:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 cmd,
-                cwd=APPS,
+                cwd=BENCH,
                 pass_fds=[sock.fileno()],
                 stdout=log,
                 stderr=subprocess.STDOUT,

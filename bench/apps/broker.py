@@ -13,9 +13,7 @@ generator and no queue per client, each event encoded once for all of them.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
 from collections.abc import AsyncIterator
 
@@ -28,16 +26,13 @@ import sse_starlette
 from sse_starlette import EventSourceResponse
 from sse_starlette.broker import Broker
 
+from .common import HELLO, TICK, stats_body
+
 URL = os.environ.get("BENCH_BROKER_URL", "memory://")
 BACKEND = URL.split(":")[0]
 SERVED_BY = (
     f"sse_starlette {sse_starlette.__version__} Broker({BACKEND}) ({sse_starlette.__file__})"
 )
-
-# Every event the harness counts carries exactly one "~": the clients count events with
-# bytes.count(b"~") instead of parsing them (headers, chunk sizes and pings never hold one).
-HELLO = "hello~"  # first event of every stream: it tells the client the stream is open
-TICK = "tick~"  # the broadcast event
 TOPIC = "bench"
 
 # A key prefix of its own: a redis-server shared by several rounds starts each one empty.
@@ -54,12 +49,6 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
 
 
-def stats_body(streams: int) -> bytes:
-    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks."""
-    stats = {"tasks": len(asyncio.all_tasks()), "streams": streams, "served_by": SERVED_BY}
-    return json.dumps(stats).encode()
-
-
 async def stream(request: Request) -> EventSourceResponse:
     return broker.response(request, TOPIC, last_event_id=start)
 
@@ -70,7 +59,9 @@ async def broadcast(request: Request) -> PlainTextResponse:
 
 
 async def stats(request: Request) -> Response:
-    return Response(stats_body(broker.metrics.subscribers), media_type="application/json")
+    return Response(
+        stats_body(SERVED_BY, broker.metrics.subscribers), media_type="application/json"
+    )
 
 
 app = Starlette(

@@ -1,18 +1,17 @@
 """The floor under `ours` and `upstream`: their app with the least response that works.
 
-Same Starlette routing, same per-client `asyncio.Queue` and generators as ours_upstream.py.
-The response sends each item as the generator yields it, and one plain asyncio task waits
-for the client to leave and then cancels the stream: no ping, no send timeout, no shutdown
-handling, no encoder, no error handling (so endless streams hold up a graceful shutdown).
-What lies between `floor` and `raw` is the app's and Starlette's share of each figure; what
-lies between `ours` and `floor` is the response's. Not a contender: run it with
-`--impl floor`.
+The same Starlette routing, per-client `asyncio.Queue` and generators (common.py) as
+ours_upstream.py. The response sends each item as the generator yields it, and one plain
+asyncio task waits for the client to leave and then cancels the stream: no ping, no send
+timeout, no shutdown handling, no encoder, no error handling (so endless streams hold up a
+graceful shutdown). What lies between `floor` and `raw` is the app's and Starlette's share of
+each figure; what lies between `ours` and `floor` is the response's. Not a contender: run it
+with `--impl floor`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import starlette
@@ -22,43 +21,16 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from .common import HELLO, TICK, Event, Fanout, count, stats_body
+
 SERVED_BY = f"starlette {starlette.__version__}, a response that only sends"
-
-# Every event the harness counts carries exactly one "~": the clients count events with
-# bytes.count(b"~") instead of parsing them (headers, chunk sizes and pings never hold one).
-HELLO = "hello~"  # first event of an endless stream: it tells the client the stream is open
-WORD = "hello world~"  # every event of the throughput stream
-TICK = "tick~"  # the broadcast event
-
-Event = dict[str, str]
-clients: set[asyncio.Queue[Event]] = set()
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-store"),
     (b"x-accel-buffering", b"no"),
 ]
 
-
-def stats_body(streams: int) -> bytes:
-    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks."""
-    stats = {"tasks": len(asyncio.all_tasks()), "streams": streams, "served_by": SERVED_BY}
-    return json.dumps(stats).encode()
-
-
-async def _count(n: int) -> AsyncIterator[Event]:
-    for _ in range(n):
-        yield {"data": WORD}
-
-
-async def _subscribe() -> AsyncIterator[Event]:
-    queue: asyncio.Queue[Event] = asyncio.Queue()
-    clients.add(queue)
-    try:
-        yield {"data": HELLO}
-        while True:
-            yield await queue.get()
-    finally:
-        clients.discard(queue)
+clients: Fanout[Event] = Fanout()
 
 
 class SendOnly(Response):
@@ -91,18 +63,15 @@ class SendOnly(Response):
 
 async def stream(request: Request) -> Response:
     n = request.query_params.get("n")
-    return SendOnly(_subscribe() if n is None else _count(int(n)))
+    return SendOnly(clients.subscribe({"data": HELLO}) if n is None else count(int(n)))
 
 
 async def broadcast(request: Request) -> PlainTextResponse:
-    event = {"data": TICK}
-    for queue in clients:
-        queue.put_nowait(event)
-    return PlainTextResponse(str(len(clients)))
+    return PlainTextResponse(str(clients.broadcast({"data": TICK})))
 
 
 async def stats(request: Request) -> Response:
-    return Response(stats_body(len(clients)), media_type="application/json")
+    return Response(stats_body(SERVED_BY, len(clients)), media_type="application/json")
 
 
 app = Starlette(

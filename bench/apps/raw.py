@@ -7,12 +7,12 @@ under the same server. Same routes as ours_upstream.py; a broadcast awaits each 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qs
+
+from .common import HELLO, TICK, WORD, stats_body
 
 # The ASGI types, spelled out here so that the ceiling imports no framework at all.
 Message = dict[str, Any]
@@ -21,12 +21,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 SERVED_BY = "raw ASGI"
-
-# Every event the harness counts carries exactly one "~": the clients count events with
-# bytes.count(b"~") instead of parsing them (headers, chunk sizes and pings never hold one).
-HELLO = "hello~"  # first event of an endless stream: it tells the client the stream is open
-WORD = "hello world~"  # every event of the throughput stream
-TICK = "tick~"  # the broadcast event
 
 START: Message = {
     "type": "http.response.start",
@@ -51,12 +45,6 @@ def _body(text: str) -> Message:
 WORD_BODY, HELLO_BODY, TICK_BODY = _body(WORD), _body(HELLO), _body(TICK)
 
 senders: set[Send] = set()
-
-
-def stats_body(streams: int) -> bytes:
-    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks."""
-    stats = {"tasks": len(asyncio.all_tasks()), "streams": streams, "served_by": SERVED_BY}
-    return json.dumps(stats).encode()
 
 
 async def _stream(scope: Scope, receive: Receive, send: Send) -> None:
@@ -110,6 +98,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif scope["path"] == "/_broadcast":
         await _broadcast(send)
     elif scope["path"] == "/_stats":
-        await _text(send, stats_body(len(senders)), b"application/json")
+        await _text(send, stats_body(SERVED_BY, len(senders)), b"application/json")
     else:
         await _text(send, b"not found", status=404)
