@@ -35,18 +35,9 @@ from sse_starlette import _shutdown
 __all__ = ["install"]
 
 _installed: set[str] = set()
-
-
-def _always() -> bool:
-    return True
-
-
-def _ignore(original: Callable[..., Any]) -> None:
-    pass
-
-
-_automatic: Callable[[], bool] = _always
-_uvicorn_hooked: Callable[[Callable[..., Any]], None] = _ignore
+# Set by install(), which is what puts any hook in place.
+_automatic: Callable[[], bool]
+_uvicorn_hooked: Callable[[Callable[..., Any]], None]
 
 
 def install(

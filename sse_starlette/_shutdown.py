@@ -76,14 +76,14 @@ class _NotDraining:
 
 
 _NOT_DRAINING = _NotDraining()
-# The process-wide drain: _NOT_DRAINING, or the server grace it was started with.
-_process: float | _NotDraining | None = _NOT_DRAINING
+# The process-wide drain: _NOT_DRAINING, or None (draining; no server grace to go by).
+_process: _NotDraining | None = _NOT_DRAINING
 # Loops whose server is stopping -> that server's grace. Weak: a finished loop drops out,
 # and a new loop (the next server) is a new key.
 _loops: weakref.WeakKeyDictionary[Any, float | None] = weakref.WeakKeyDictionary()
-_streams: set[Drainable] = set()
-# Open streams per loop, counted only while someone waits for them to end.
-_open: dict[Hashable, int] = {}
+# Open streams by loop key; a loop without open streams has no entry.
+_streams: dict[Hashable, set[Drainable]] = {}
+# Callbacks waiting for a loop's last open stream to end.
 _when_ended: dict[Hashable, list[Callable[[], None]]] = {}
 
 
@@ -118,38 +118,33 @@ def current_loop_key() -> Hashable | None:
 
 def register(stream: Drainable) -> None:
     """Track an open stream; call from its own loop. A drain already under way reaches it now."""
-    _streams.add(stream)
     key = stream.loop.key
-    if key in _open:
-        _open[key] += 1
+    streams = _streams.get(key)
+    if streams is None:
+        streams = _streams[key] = set()
+    streams.add(stream)
     grace = _grace_for(key)
     if not isinstance(grace, _NotDraining):
         stream.on_drain(grace)
 
 
 def unregister(stream: Drainable) -> None:
-    """The stream has ended; call from its own loop."""
-    if stream not in _streams:
-        return
-    _streams.discard(stream)
+    """The stream has ended; call from its own loop, once per `register`."""
     key = stream.loop.key
-    if key in _open:
-        _open[key] -= 1
-        if not _open[key]:
-            del _open[key]
-            for callback in _when_ended.pop(key, []):
-                callback()
+    streams = _streams[key]
+    streams.discard(stream)
+    if not streams:
+        del _streams[key]
+        for callback in _when_ended.pop(key, ()):
+            callback()
 
 
 def when_streams_ended(key: Hashable, callback: Callable[[], None]) -> None:
     """Call `callback` (on loop `key`, from there) once no stream is open on that loop."""
-    if key not in _open:
-        count = sum(1 for stream in list(_streams) if stream.loop.key == key)
-        if not count:
-            callback()
-            return
-        _open[key] = count
-    _when_ended.setdefault(key, []).append(callback)
+    if key in _streams:
+        _when_ended.setdefault(key, []).append(callback)
+    else:
+        callback()
 
 
 def is_draining(key: Hashable | None = None) -> bool:
@@ -233,20 +228,20 @@ def server_grace(timeout: float | None) -> float:
 
 
 def _schedule(key: Hashable | None, grace: float | None) -> None:
-    by_loop: dict[Hashable, list[Drainable]] = {}
-    # list() copies the set in one C call, safe against other threads adding or removing.
-    for stream in list(_streams):
-        if key is None or stream.loop.key == key:
-            by_loop.setdefault(stream.loop.key, []).append(stream)
-    for streams in by_loop.values():
-        # RuntimeError: that loop is closed, and its streams are gone with it.
-        with contextlib.suppress(RuntimeError):
-            streams[0].loop.run_soon(functools.partial(_run, streams, grace))
+    # list() copies in one C call, safe against other threads (the loops) adding or removing.
+    groups = list(_streams.values()) if key is None else [_streams.get(key, set())]
+    for group in groups:
+        streams = list(group)
+        if streams:
+            # RuntimeError: that loop is closed, and its streams are gone with it.
+            with contextlib.suppress(RuntimeError):
+                streams[0].loop.run_soon(functools.partial(_run, streams, grace))
 
 
 def _run(streams: list[Drainable], grace: float | None) -> None:
+    still_open = _streams.get(streams[0].loop.key, set())
     for stream in streams:
-        if stream in _streams:
+        if stream in still_open:
             try:
                 stream.on_drain(grace)
             except Exception:  # one stream's failure must not keep the others open

@@ -116,9 +116,10 @@ _modules_seen = 0
 
 
 def _install_server_hooks() -> None:
-    # Servers imported later are hooked by an import hook; this catches one imported in a
-    # way the hook cannot see (a zip archive, say) once its first stream starts. Only when
-    # modules were imported since the last look: it runs on every response.
+    # Servers imported later are hooked by an import hook, which finds modules as `sys.path`
+    # does (zip archives included); this catches one loaded by another finder (an editable
+    # install's, say) once its first stream starts. Only when modules were imported since
+    # the last look: it runs on every response.
     global _modules_seen
     if len(sys.modules) != _modules_seen:
         _modules_seen = len(sys.modules)
@@ -488,7 +489,16 @@ class _HelperTasks:
             for task in running:
                 task.cancel()
             # asyncio.wait, not await: it never raises the tasks' cancellation as ours.
-            await asyncio.wait(running)
+            try:
+                await asyncio.wait(running)
+            except asyncio.CancelledError:
+                # The stream's scope was cancelled (drain, disconnect, error): anyio cancels
+                # this task again on every loop cycle until it leaves the scope, which would
+                # leave a helper whose cleanup takes more than one cycle running after the
+                # response has ended. Wait for it shielded, as a task group does.
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(running)
+                raise
         return None
 
 

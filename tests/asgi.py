@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Scope
 
 
 class ASGICall:
@@ -67,20 +67,17 @@ class ASGICall:
         return self.chunks
 
 
-@contextlib.asynccontextmanager
-async def asgi_call(
-    app: ASGIApp,
+def http_scope(
     *,
     method: str = "GET",
     path: str = "/",
     http_version: str = "1.1",
     scope_type: str = "http",
     headers: list[tuple[bytes, bytes]] | None = None,
-    end_timeout: float = 5,
     extra_scope: dict[str, Any] | None = None,
-) -> AsyncIterator[ASGICall]:
-    """Run `app` for one request; on exit, disconnect the client and wait for the app to end."""
-    scope: dict[str, Any] = {
+) -> Scope:
+    """The scope of one request, as a server would pass it."""
+    return {
         "type": scope_type,
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": http_version,
@@ -95,11 +92,17 @@ async def asgi_call(
         "server": ("127.0.0.1", 80),
         **(extra_scope or {}),
     }
+
+
+@contextlib.asynccontextmanager
+async def asgi_call(app: ASGIApp, **scope: Any) -> AsyncIterator[ASGICall]:
+    """Run `app` for one request (`scope`: `http_scope`'s arguments); on exit, disconnect
+    the client and wait for the app to end."""
     call = ASGICall()
 
     async def run() -> None:
         try:
-            await app(scope, call.receive, call.send)
+            await app(http_scope(**scope), call.receive, call.send)
         except BaseException as exc:  # recorded for the test to assert on
             call.exception = exc
             if isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -112,5 +115,5 @@ async def asgi_call(
         tg.start_soon(run)
         yield call
         call.disconnect()
-        with anyio.fail_after(end_timeout):
+        with anyio.fail_after(5):
             await call.done.wait()

@@ -15,6 +15,8 @@ import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -181,6 +183,7 @@ def test_every_stream_ends_within_half_a_second_of_the_signal(setup: Setup) -> N
     ended = last_end(streams, shutdown.signalled)
     print(f"{setup}: {setup.streams} streams ended in {ended:.3f}s")
     assert ended < STREAM_END, f"streams took {ended:.3f}s to end\n{log}"
+    assert_clean_log(log)
 
 
 # --- the generator's side -----------------------------------------------------------------------
@@ -277,6 +280,25 @@ def test_generator_stuck_in_its_cleanup_is_cut_after_cleanup_timeout() -> None:
 
 
 @pytest.mark.server
+def test_a_client_that_stopped_reading_holds_uvicorn_until_its_graceful_timeout() -> None:
+    # Documented as not covered: the final chunk cannot be delivered, and uvicorn's send
+    # waits for its buffer to flush until the server's own timeout cancels it.
+    with start_server(APP, "--timeout-graceful-shutdown", "1") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(b"GET /unread HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            server.wait_log("unread: parked")
+            exited = shut_down(server, signal.SIGTERM).exited
+        finally:
+            sock.close()
+        log = server.log()
+    assert 0.9 < exited < 3, (exited, log)
+    assert "timeout graceful shutdown exceeded" in log
+
+
+@pytest.mark.server
 def test_daphne_still_cancels_other_applications_at_once() -> None:
     # daphne's own shutdown cancels every application; it waits for the streams only.
     with (
@@ -289,6 +311,52 @@ def test_daphne_still_cancels_other_applications_at_once() -> None:
     assert_clean_ends(streams, log)
     assert shutdown.exited < 1.5, shutdown.exited
     assert "Killed 1 pending application instances" in log
+    assert_clean_log(log)
+
+
+# A finder of its own, ahead of sse_starlette's import hook, loads granian's module that the
+# hook patches, as an editable install's finder would: only the first stream can hook it.
+_OTHER_FINDER = """
+import importlib.util, sys
+import anyio
+from sse_starlette import EventSourceResponse
+
+class OtherFinder:
+    def find_spec(self, name, path, target=None):
+        if name == "granian._signals":
+            return importlib.util.spec_from_file_location(name, path[0] + "/_signals.py")
+        return None
+
+sys.meta_path.insert(0, OtherFinder())
+import granian._signals as signals
+
+async def nothing():
+    return
+    yield
+
+async def first_stream():
+    async def receive():
+        return {"type": "http.disconnect"}
+    async def send(message):
+        pass
+    await EventSourceResponse(nothing())({"type": "http", "method": "GET"}, receive, send)
+
+print(signals.set_loop_signals.__module__)
+anyio.run(first_stream)
+print(signals.set_loop_signals.__module__)
+"""
+
+
+def test_a_server_module_the_import_hook_missed_is_hooked_by_the_first_stream() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _OTHER_FINDER],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["granian._signals", "sse_starlette._servers"]
 
 
 # --- uvicorn --reload ---------------------------------------------------------------------------
@@ -299,7 +367,7 @@ def test_reload_restarts_at_once_with_streams_open(tmp_path: Path) -> None:
     watched = tmp_path / "watched.py"
     watched.write_text("x = 1\n")
     reload = ("--reload", "--reload-dir", str(tmp_path))
-    with serving(["/idle?name=old"] * 20, *reload) as (server, old):
+    with serving(["/idle?name=old"] * 20 + ["/farewell"], *reload) as (server, old):
         # The reloader may start watching after the worker serves: change the file until
         # it sees a change.
         for version in range(2, 40):
@@ -316,6 +384,7 @@ def test_reload_restarts_at_once_with_streams_open(tmp_path: Path) -> None:
     print(f"--reload: streams ended {restarted:.3f}s after the change was seen, exit {exited:.3f}s")
     assert_clean_ends(old, log)
     assert_clean_ends(new, log)
+    assert FAREWELL in old.data[-1]
     # The old worker's streams end as it stops, and a new worker starts.
     assert restarted < 1, restarted
     assert exited < 5

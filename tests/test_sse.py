@@ -19,11 +19,11 @@ from unittest import mock
 import anyio
 import pytest
 from starlette.background import BackgroundTask
-from starlette.types import Message, Scope
+from starlette.types import Message
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import AppStatus, SendTimeoutError
-from tests.asgi import ASGICall, asgi_call
+from tests.asgi import ASGICall, asgi_call, http_scope
 
 PING_COMMENT = re.compile(
     rb": ping - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?\+00:00\n\n",
@@ -63,23 +63,6 @@ def header(call: ASGICall, name: str) -> list[str]:
     return [v for k, v in header_pairs(call) if k == name]
 
 
-def http_scope() -> Scope:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [],
-        "client": ("127.0.0.1", 1234),
-        "server": ("127.0.0.1", 80),
-    }
-
-
 class StuckClient:
     """Stays connected but stops reading: every body send blocks forever."""
 
@@ -111,23 +94,35 @@ async def first_chunk(app: Any, **kwargs: Any) -> ASGICall:
 
 
 @pytest.mark.anyio
-async def test_content_type_is_event_stream_utf8() -> None:
+async def test_default_headers_are_event_stream_utf8_no_store_and_no_buffering() -> None:
     call = await first_chunk(EventSourceResponse(idle_after("x")))
     assert header(call, "content-type") == ["text/event-stream; charset=utf-8"]
-
-
-@pytest.mark.anyio
-async def test_cache_control_is_no_store_by_default() -> None:
-    call = await first_chunk(EventSourceResponse(idle_after("x")))
     assert header(call, "cache-control") == ["no-store"]
+    assert header(call, "x-accel-buffering") == ["no"]
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("name", ["Cache-Control", "cache-control", "CACHE-CONTROL"])
-async def test_user_cache_control_in_any_case_replaces_the_default(name: str) -> None:
-    response = EventSourceResponse(idle_after("x"), headers={name: "public, max-age=5"})
-    call = await first_chunk(response)
-    assert header(call, "cache-control") == ["public, max-age=5"]
+@pytest.mark.parametrize(
+    ("name", "value", "sent"),
+    [
+        ("Cache-Control", "public, max-age=5", "public, max-age=5"),
+        ("cache-control", "public, max-age=5", "public, max-age=5"),
+        ("CACHE-CONTROL", "public, max-age=5", "public, max-age=5"),
+        (
+            "Content-Type",
+            "text/event-stream; charset=latin-1",
+            "text/event-stream; charset=latin-1",
+        ),
+        # nginx would hold events back: X-Accel-Buffering stays "no" whatever is given.
+        ("x-accel-buffering", "yes", "no"),
+        ("X-ACCEL-BUFFERING", "yes", "no"),
+    ],
+)
+async def test_user_header_in_any_case_replaces_the_default_but_buffering_stays_off(
+    name: str, value: str, sent: str
+) -> None:
+    call = await first_chunk(EventSourceResponse(idle_after("x"), headers={name: value}))
+    assert header(call, name.lower()) == [sent]
 
 
 @pytest.mark.anyio
@@ -136,20 +131,6 @@ async def test_user_headers_are_kept() -> None:
     call = await first_chunk(response)
     assert header(call, "x-custom") == ["yes"]
     assert header(call, "x-other") == ["1"]
-
-
-@pytest.mark.anyio
-async def test_x_accel_buffering_is_no() -> None:
-    call = await first_chunk(EventSourceResponse(idle_after("x")))
-    assert header(call, "x-accel-buffering") == ["no"]
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize("name", ["x-accel-buffering", "X-ACCEL-BUFFERING"])
-async def test_user_x_accel_buffering_in_any_case_leaves_a_single_no(name: str) -> None:
-    response = EventSourceResponse(idle_after("x"), headers={name: "yes"})
-    call = await first_chunk(response)
-    assert header(call, "x-accel-buffering") == ["no"]
 
 
 @pytest.mark.anyio
@@ -567,6 +548,33 @@ async def test_memory_channel_fed_by_data_sender_streams_all_items_then_ends() -
     assert call.exception is None
 
 
+@pytest.mark.anyio
+async def test_a_data_sender_still_cleaning_up_is_waited_for_before_the_response_ends() -> None:
+    order: list[str] = []
+
+    async def sender() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for _ in range(5):  # a cleanup that takes several loop cycles
+                    await anyio.sleep(0)
+            order.append("sender cleaned up")
+
+    async def background() -> None:
+        order.append("response ended")
+
+    response = EventSourceResponse(
+        idle_after("x"), data_sender_callable=sender, background=BackgroundTask(background)
+    )
+    async with asgi_call(response) as call:
+        await call.wait_chunks(1)
+        AppStatus.should_exit = True
+        await app_ended(call)
+    assert order == ["sender cleaned up", "response ended"]
+    assert call.chunks == [b"data: x\r\n\r\n", b""]
+
+
 # --- HEAD, websocket, background ----------------------------------------------------------------
 
 
@@ -647,6 +655,34 @@ async def test_stream_started_while_should_exit_ends_at_once() -> None:
         await call.wait_until(lambda c: c.complete, timeout=1)
     assert call.chunks[-1] == b""
     assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_should_exit_waits_for_a_shielded_section_of_the_generator() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def shielded() -> AsyncIterator[str]:
+        yield "x"
+        with anyio.CancelScope(shield=True):
+            entered.set()
+            await release.wait()
+        await anyio.sleep_forever()
+
+    async with (
+        asgi_call(EventSourceResponse(shielded())) as call,
+        asgi_call(EventSourceResponse(idle_after("x"))) as other,
+    ):
+        await call.wait_chunks(1)
+        with anyio.fail_after(5):
+            await entered.wait()
+        AppStatus.should_exit = True
+        # One callback ends every stream of this loop: once the other has ended, the
+        # drain has reached the shielded one too.
+        await other.wait_until(lambda c: c.complete)
+        assert not call.complete
+        release.set()
+        await call.wait_until(lambda c: c.complete)
+    assert call.chunks == [b"data: x\r\n\r\n", b""]
 
 
 @pytest.mark.anyio

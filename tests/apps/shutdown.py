@@ -123,10 +123,6 @@ async def hang(request: Request) -> PlainTextResponse:
     return PlainTextResponse("never")
 
 
-async def health(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("ok")
-
-
 app = Starlette(
     routes=[
         Route("/idle", idle),
@@ -136,6 +132,5 @@ app = Starlette(
         Route("/stuck-cleanup", stuck_cleanup),
         Route("/unread", unread),
         Route("/hang", hang),
-        Route("/health", health),
     ]
 )

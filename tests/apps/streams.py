@@ -71,27 +71,11 @@ async def flood(request: Request) -> EventSourceResponse:
     return EventSourceResponse(events(), send_timeout=0.5, ping=0)
 
 
-async def farewell(request: Request) -> EventSourceResponse:
-    """Cooperative shutdown: say goodbye when the server stops; one stream ignores the event."""
-    stop = anyio.Event()
-    stubborn = request.query_params.get("stubborn") == "1"
-
-    async def events() -> AsyncIterator[dict[str, str]]:
-        yield {"data": "hello"}
-        if stubborn:
-            await anyio.sleep_forever()
-        await stop.wait()
-        yield {"event": "farewell", "data": "bye"}
-
-    return EventSourceResponse(events(), shutdown_event=stop, shutdown_grace_period=2, ping=0)
-
-
 app = Starlette(
     routes=[
         Route("/on-demand", on_demand),
         Route("/release", release, methods=["POST"]),
         Route("/endless", endless, methods=["GET", "HEAD"]),
         Route("/flood", flood),
-        Route("/farewell", farewell),
     ]
 )
