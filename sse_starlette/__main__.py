@@ -275,10 +275,7 @@ def _demo(options: argparse.Namespace) -> int:
     from sse_starlette.demo import create_demo
 
     def make_app(url: str) -> Starlette:
-        if options.redis:
-            broker = Broker(options.redis, history=10_000, redis_prefix="sse-demo:")
-        else:
-            broker = Broker(history=10_000)
+        broker = Broker(options.redis or "memory://", history=10_000, redis_prefix="sse-demo:")
         return create_demo(broker, label=url.removeprefix("http://"), tick=options.tick)
 
     def announce(url: str) -> str:

@@ -168,13 +168,16 @@ class _Counters:
     """The hub's own counters; /metrics adds the broker's."""
 
     def __init__(self) -> None:
-        self.streams_open = 0
         self.streams_opened = 0
         self.published = 0
         self.delivered = 0
         self.bytes_sent = 0
         self.disconnects: Counter[str] = Counter({reason: 0 for reason in _DISCONNECT_REASONS})
         self.rejected: Counter[tuple[str, str]] = Counter()
+
+    @property
+    def streams_open(self) -> int:
+        return self.streams_opened - self.disconnects.total()  # every end is counted once
 
 
 class _Hub:
@@ -390,7 +393,6 @@ class _HubStream(Response):
             ",".join(self.subscription.topics),
             self.subscription.last_event_id,
         )
-        counters.streams_open += 1
         counters.streams_opened += 1
         started = time.monotonic()
         reason = "error"
@@ -415,7 +417,6 @@ class _HubStream(Response):
             reason = "shutdown"
             raise
         finally:
-            counters.streams_open -= 1
             counters.disconnects[reason] += 1
             logger.info(
                 "stream %d closed (%s) after %.1fs: %d events, %d bytes",

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import signal
 import socket
-import subprocess
 import sys
 from collections.abc import Iterator
 
-from tests.servers import ROOT, Server
+from tests.servers import Server, spawn
 
 
 def listening_socket() -> socket.socket:
@@ -38,17 +35,8 @@ def start_cli(
     if sock is not None:
         command += ["--fd", str(sock.fileno())]
         pass_fds.append(sock.fileno())
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        pass_fds=pass_fds,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        start_new_session=True,
-    )
-    try:
-        server = Server(process, sock.getsockname()[1] if sock is not None else 0)
+    port = sock.getsockname()[1] if sock is not None else 0
+    with spawn(command, port, pass_fds, env) as server:
         if sock is None:
             server.wait_log("http://", timeout=15)
             match = re.search(r"http://127\.0\.0\.1:(\d+)", server.log())
@@ -56,10 +44,3 @@ def start_cli(
             server.port = int(match[1])
             server.url = match[0]
         yield server
-    finally:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,11 @@ class Server:
         self.process.send_signal(sig)
 
     def wait_accepting(self, timeout: float = 15.0) -> None:
-        """Wait until the server accepts connections (for a server that binds its own port)."""
+        """Wait until the server accepts connections (for a server that binds its own port).
+
+        A poll, not `wait_log`: granian (2.8) prints no line once it listens; its worker logs
+        "Started worker-N" just before it binds and listens.
+        """
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -62,7 +66,7 @@ class Server:
                     raise AssertionError(f"server exited early:\n{self.log()}") from None
                 if time.monotonic() > deadline:
                     raise AssertionError(f"server not accepting:\n{self.log()}") from None
-                time.sleep(0.05)  # polling a port that has no listener yet: nothing to wait on
+                time.sleep(0.05)  # no listener yet, and no line to wait on
 
     def wait_exit(self, timeout: float) -> int:
         code = self.process.wait(timeout=timeout)
@@ -118,6 +122,39 @@ def _command(server: str, app: str, fd: int, port: int, args: tuple[str, ...]) -
 
 
 @contextlib.contextmanager
+def spawn(
+    command: list[str],
+    port: int,
+    pass_fds: Sequence[int] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Server]:
+    """Run `command` from the project root, its output read as it comes; on exit, kill its
+    process group if it is still alive.
+
+    Its own session, so its own process group: a test may signal the whole group, as Ctrl+C
+    in a terminal does, and the kill reaches its workers too.
+    """
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        pass_fds=pass_fds,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        start_new_session=True,
+    )
+    try:
+        yield Server(process, port)
+    finally:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+@contextlib.contextmanager
 def start_server(app: str, *args: str, server: str = "uvicorn") -> Iterator[Server]:
     """Start `server` on 127.0.0.1 with `app` (module:attr); kill it on exit if still alive.
 
@@ -133,34 +170,12 @@ def start_server(app: str, *args: str, server: str = "uvicorn") -> Iterator[Serv
     sock.bind(("127.0.0.1", 0))
     if server != "granian":
         sock.listen(2048)
-    port = sock.getsockname()[1]
-    fd = sock.fileno()
-    cmd = _command(server, app, fd, port, args)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # Its own process group: a test may signal the whole group, as Ctrl+C in a terminal does.
-    process = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        pass_fds=[fd],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        running = Server(process, port)
+    port, fd = sock.getsockname()[1], sock.fileno()
+    with sock, spawn(_command(server, app, fd, port, args), port, pass_fds=[fd]) as running:
         if server == "granian":
             running.wait_accepting()
-        sock.close()
+        sock.close()  # the server has its own copy (granian: its own socket, listening now)
         yield running
-    finally:
-        sock.close()
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        assert process.stdout is not None
-        process.stdout.close()
 
 
 def raw_request(port: int, path: str, method: str = "GET", headers: str = "") -> socket.socket:

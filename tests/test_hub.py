@@ -20,12 +20,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
+from starlette.types import Message
 
 from sse_starlette.__main__ import main
 from sse_starlette.broker import Broker
 from sse_starlette.hub import create_hub
 from sse_starlette.sse import AppStatus
-from tests.asgi import ASGICall, asgi_call
+from tests.asgi import ASGICall, asgi_call, http_scope
 from tests.cli import start_cli
 from tests.redis_server import RedisServer
 
@@ -304,10 +305,9 @@ async def test_a_token_may_come_in_the_query_or_a_cookie_for_eventsource() -> No
     reader = hs256({"subscribe": ["news"]})
     async with running_hub(jwt_secret=SECRET, cookie_name="hub") as hub:
         async with hub.subscribe(f"topic=news&token={reader}") as by_query:
-            await by_query.wait_chunks(0)
+            assert by_query.start["status"] == 200
         async with hub.subscribe("topic=news", {"Cookie": f"hub={reader}"}) as by_cookie:
-            await by_cookie.wait_chunks(0)
-        assert by_query.start["status"] == by_cookie.start["status"] == 200
+            assert by_cookie.start["status"] == 200
 
 
 @pytest.mark.anyio
@@ -318,8 +318,7 @@ async def test_patterns_ending_in_a_star_match_prefixes() -> None:
         assert (await hub.publish({"topic": "chat", "data": "x"}, token)).status_code == 403
         assert (await hub.publish({"topic": "chatroom", "data": "x"}, token)).status_code == 403
         async with hub.subscribe(f"topic=anything&topic=at.all&token={token}") as call:
-            await call.wait_chunks(0)
-        assert call.start["status"] == 200
+            assert call.start["status"] == 200
 
 
 @pytest.mark.anyio
@@ -388,6 +387,22 @@ async def test_rs256_tokens_are_verified_with_the_public_key() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_stream_outlives_its_token_but_its_reconnection_needs_a_valid_one() -> None:
+    expires = int(time.time()) + 1
+    reader = hs256({"subscribe": ["t"]}, exp=expires)
+    publisher = hs256({"publish": ["t"]})
+    async with running_hub(jwt_secret=SECRET) as hub:
+        async with hub.subscribe(f"topic=t&token={reader}") as call:
+            assert call.start["status"] == 200
+            await anyio.sleep(expires - time.time() + 0.01)  # the wall clock passes `exp`
+            id = (await hub.publish({"topic": "t", "data": "after exp"}, publisher)).json()["id"]
+            assert await wait_frames(call, 1) == [f"id: {id}\r\ndata: after exp"]
+        again = await hub.client.get(f"/subscribe?topic=t&token={reader}")
+        assert again.status_code == 401
+        assert again.json() == {"error": "the token has expired"}
+
+
+@pytest.mark.anyio
 async def test_an_audience_when_configured_is_required() -> None:
     sse = {"publish": ["t"]}
     async with running_hub(jwt_secret=SECRET, jwt_audience="hub") as hub:
@@ -410,7 +425,6 @@ def test_a_bad_key_configuration_fails_at_once() -> None:
 async def test_metrics_count_streams_events_bytes_and_disconnect_reasons() -> None:
     async with running_hub() as hub:
         async with hub.subscribe("topic=t") as call:
-            await call.wait_chunks(0)
             metrics = await hub.metrics()
             assert metrics["sse_hub_streams_open"] == 1
             await hub.publish({"topic": "t", "data": "one"})
@@ -438,26 +452,19 @@ class StalledClient:
         self.ended = anyio.Event()
 
     async def run(self) -> None:
-        scope: dict[str, Any] = {
-            "type": "http",
-            "method": "GET",
-            "path": "/subscribe",
-            "query_string": b"topic=t",
-            "headers": [],
-            "http_version": "1.1",
-        }
+        scope = http_scope(path="/subscribe", extra_scope={"query_string": b"topic=t"})
 
-        async def receive() -> dict[str, Any]:
+        async def receive() -> Message:
             await anyio.sleep_forever()
             raise AssertionError  # pragma: no cover
 
-        async def send(message: dict[str, Any]) -> None:
+        async def send(message: Message) -> None:
             if message["type"] == "http.response.body" and not self.reading.is_set():
                 self.stalled.set()
                 await self.reading.wait()
 
         try:
-            await self.hub.app(scope, receive, send)  # type: ignore[arg-type]
+            await self.hub.app(scope, receive, send)
         finally:
             self.ended.set()
 
@@ -493,7 +500,6 @@ async def test_a_slow_consumer_is_disconnected_and_counted() -> None:
 @pytest.mark.anyio
 async def test_streams_ended_by_server_shutdown_are_counted_as_shutdown() -> None:
     async with running_hub() as hub, hub.subscribe("topic=t") as call:
-        await call.wait_chunks(0)
         AppStatus.should_exit = True
         await call.wait_until(lambda c: c.complete)
         AppStatus.should_exit = False
@@ -605,18 +611,24 @@ def test_the_hub_command_serves_publish_subscribe_metrics_and_logs_each_stream()
 
 
 @pytest.mark.server
-def test_hub_options_come_from_the_environment_too(tmp_path: Path) -> None:
+def test_hub_options_come_from_the_environment_and_no_token_reaches_the_log(
+    tmp_path: Path,
+) -> None:
     private, public = rsa_keys()
     (tmp_path / "key.pem").write_text(public)
     env = {"SSE_HUB_JWT_PUBLIC_KEY_FILE": str(tmp_path / "key.pem"), "SSE_HUB_MAX_PAYLOAD": "50"}
     with start_cli("hub", "--port", "0", env=env) as hub:
         assert "OPEN MODE" not in hub.log()
-        token = jwt.encode({"sse": {"publish": ["t"]}}, private, algorithm="RS256")
+        token = jwt.encode({"sse": {"publish": ["t"], "subscribe": ["t"]}}, private, "RS256")
         auth = {"Authorization": f"Bearer {token}"}
         assert httpx.post(f"{hub.url}/publish", json={"topic": "t"}).status_code == 401
         assert httpx.post(f"{hub.url}/publish", json={"topic": "t"}, headers=auth).is_success
         big = {"topic": "t", "data": "x" * 50}
         assert httpx.post(f"{hub.url}/publish", json=big, headers=auth).status_code == 413
+        with httpx.stream("GET", f"{hub.url}/subscribe?topic=t&token={token}", timeout=10):
+            hub.wait_log("stream 1 opened")
+        hub.wait_log("stream 1 closed")
+        assert token not in hub.log()
 
 
 @pytest.mark.server
