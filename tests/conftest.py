@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sse_starlette.sse import AppStatus
+from tests.redis_server import RedisServer
 from tests.servers import Server, start_server
 
 
@@ -20,6 +22,15 @@ def _no_leaked_drain() -> Iterator[None]:
     # A test that drains (AppStatus.should_exit = True) must not end the next test's streams.
     yield
     AppStatus.should_exit = False
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own (persisting to tmp_path), killed at its end."""
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.kill()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import anyio
 import httpx
@@ -80,23 +79,20 @@ def test_demo_prints_its_address_and_serves_the_page_and_one_stream_for_every_ta
 
 
 @pytest.mark.server
-def test_demo_processes_on_one_redis_share_the_chat_and_both_tickers(tmp_path: Path) -> None:
-    redis = RedisServer(tmp_path)
-    redis.start()
-    try:
-        args = ("demo", "--port", "0", "--tick", "0.05", "--redis", redis.url)
-        with start_cli(*args) as first, start_cli(*args) as second:
-            assert "run it again with another --port" in first.log()
-            with events(second.url) as stream:
-                for demo in (first, second):
-                    label = demo.url.removeprefix("http://")
-                    stream.read_until(f'"server":"{re.escape(label)}"')
-                chat(first.url, "ada", "from the first process")
-                stream.read_until(
-                    chat_pattern(first.url.removeprefix("http://"), "from the first process")
-                )
-    finally:
-        redis.kill()
+def test_demo_processes_on_one_redis_share_the_chat_and_both_tickers(
+    redis_server: RedisServer,
+) -> None:
+    args = ("demo", "--port", "0", "--tick", "0.05", "--redis", redis_server.url)
+    with start_cli(*args) as first, start_cli(*args) as second:
+        assert "run it again with another --port" in first.log()
+        with events(second.url) as stream:
+            for demo in (first, second):
+                label = demo.url.removeprefix("http://")
+                stream.read_until(f'"server":"{re.escape(label)}"')
+            chat(first.url, "ada", "from the first process")
+            stream.read_until(
+                chat_pattern(first.url.removeprefix("http://"), "from the first process")
+            )
 
 
 # --- in-process ----------------------------------------------------------------------------------
