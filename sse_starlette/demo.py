@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from sse_starlette.broker import Broker, BrokerUnavailableError
+from sse_starlette.broker import Broker, BrokerUnavailableError, request_last_event_id
 from sse_starlette.event import ServerSentEvent, _dumps
 from sse_starlette.sse import EventSourceResponse
 
@@ -74,9 +74,7 @@ def create_demo(
         return HTMLResponse(page)
 
     async def events(request: Request) -> Response:
-        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
-            "lastEventId"
-        )
+        last_event_id = request_last_event_id(request)
         subscription = broker.subscribe(TOPICS, last_event_id)
 
         async def stream() -> AsyncIterator[Any]:

@@ -26,7 +26,13 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from sse_starlette.broker import Broker, BrokerEvent, BrokerUnavailableError, Subscription
+from sse_starlette.broker import (
+    Broker,
+    BrokerEvent,
+    BrokerUnavailableError,
+    Subscription,
+    request_last_event_id,
+)
 from sse_starlette.event import _dumps
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 
@@ -269,9 +275,7 @@ class _Hub:
         except _Rejected as rejected:
             self.counters.rejected["subscribe", rejected.reason] += 1
             return rejected.response()
-        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
-            "lastEventId"
-        )
+        last_event_id = request_last_event_id(request)
         return _HubStream(self, self.broker.subscribe(topics, last_event_id))
 
     # --- health and metrics ------------------------------------------------------------------

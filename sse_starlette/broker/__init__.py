@@ -33,7 +33,14 @@ from sse_starlette.sse import EventSourceResponse
 if TYPE_CHECKING:
     from starlette.requests import Request
 
-__all__ = ["Broker", "BrokerEvent", "BrokerMetrics", "BrokerUnavailableError", "Subscription"]
+__all__ = [
+    "Broker",
+    "BrokerEvent",
+    "BrokerMetrics",
+    "BrokerUnavailableError",
+    "Subscription",
+    "request_last_event_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +58,13 @@ class BrokerMetrics:
     resets: int = 0
     slow_consumer_disconnects: int = 0
     slow_consumer_drops: int = 0
+
+
+def request_last_event_id(request: Request) -> str | None:
+    """The id a client resumes from: the `Last-Event-ID` header, else the `lastEventId` query
+    parameter (for clients that cannot set headers; a browser's `EventSource` reconnects to
+    the same URL with a newer header, which wins)."""
+    return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
 
 
 class _Topic:
@@ -210,9 +224,7 @@ class Broker:
         same URL with a newer header, which wins). `response_options` go to the response.
         """
         if last_event_id is None:
-            last_event_id = request.headers.get("last-event-id") or request.query_params.get(
-                "lastEventId"
-            )
+            last_event_id = request_last_event_id(request)
         return EventSourceResponse(self.subscribe(topics, last_event_id), **response_options)
 
     async def _attach(self, name: str, subscription: Subscription) -> str:
