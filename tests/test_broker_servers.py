@@ -151,7 +151,8 @@ def test_a_client_that_stops_reading_keeps_server_memory_bounded_and_resumes_wit
         seen = [event.id for event in parser.feed(dechunk(first))]
         assert seen, "nothing arrived before the disconnect"
         again = await open_stream(server.port, "slow", parser.last_event_id)
-        rest = await read_body(again, f"id: {ids[-1]}".encode())
+        # The whole last event (one chunk on the wire), not just its id line.
+        rest = await read_body(again, f"id: {ids[-1]}\r\ndata: {'x' * size}\r\n\r\n".encode())
         seen += [event.id for event in parser.feed(rest)]
         assert seen == ids
 
