@@ -59,7 +59,11 @@ class RedisServer:
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self._wait_ready(time.monotonic() + timeout)
+        try:
+            self._wait_ready(time.monotonic() + timeout)
+        except BaseException:
+            self.kill()  # never leave a half-started server behind
+            raise
 
     def _wait_ready(self, deadline: float) -> None:
         # Redis says when it accepts connections: read its log up to that line.
