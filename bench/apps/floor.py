@@ -15,13 +15,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import starlette
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .common import HELLO, TICK, Event, Fanout, count, stats_body
+from .common import HELLO, TICK, Event, count
+from .queue_app import queue_app
 
 SERVED_BY = f"starlette {starlette.__version__}, a response that only sends"
 HEADERS = [
@@ -29,8 +27,6 @@ HEADERS = [
     (b"cache-control", b"no-store"),
     (b"x-accel-buffering", b"no"),
 ]
-
-clients: Fanout[Event] = Fanout()
 
 
 class SendOnly(Response):
@@ -61,19 +57,4 @@ class SendOnly(Response):
             listener.cancel()
 
 
-async def stream(request: Request) -> Response:
-    n = request.query_params.get("n")
-    return SendOnly(clients.subscribe({"data": HELLO}) if n is None else count(int(n)))
-
-
-async def broadcast(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(str(clients.broadcast({"data": TICK})))
-
-
-async def stats(request: Request) -> Response:
-    return Response(stats_body(SERVED_BY, len(clients)), media_type="application/json")
-
-
-app = Starlette(
-    routes=[Route("/stream", stream), Route("/_broadcast", broadcast), Route("/_stats", stats)]
-)
+app = queue_app(SERVED_BY, SendOnly, {"data": HELLO}, {"data": TICK}, count)

@@ -12,34 +12,13 @@ which `sse_starlette` is imported, so both run exactly the same application code
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
-
 import sse_starlette
 from sse_starlette import EventSourceResponse
 
-from .common import HELLO, TICK, Event, Fanout, count, stats_body
+from .common import HELLO, TICK, count
+from .queue_app import queue_app
 
 SERVED_BY = f"sse_starlette {sse_starlette.__version__} ({sse_starlette.__file__})"
 
-clients: Fanout[Event] = Fanout()
 
-
-async def stream(request: Request) -> EventSourceResponse:
-    n = request.query_params.get("n")
-    return EventSourceResponse(clients.subscribe({"data": HELLO}) if n is None else count(int(n)))
-
-
-async def broadcast(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(str(clients.broadcast({"data": TICK})))
-
-
-async def stats(request: Request) -> Response:
-    return Response(stats_body(SERVED_BY, len(clients)), media_type="application/json")
-
-
-app = Starlette(
-    routes=[Route("/stream", stream), Route("/_broadcast", broadcast), Route("/_stats", stats)]
-)
+app = queue_app(SERVED_BY, EventSourceResponse, {"data": HELLO}, {"data": TICK}, count)
