@@ -345,6 +345,87 @@ async def test_disconnect_runs_the_generator_finally_and_the_app_returns_cleanly
 
 
 @pytest.mark.anyio
+async def test_an_await_in_the_generator_finally_is_cancelled_too() -> None:
+    # As an anyio task group would: cancellation holds until the generator has gone, so a
+    # clean-up that would wait for ever cannot keep the response open.
+    cleanup_started = anyio.Event()
+
+    async def waits_in_finally() -> AsyncIterator[str]:
+        try:
+            yield "x"
+            await anyio.sleep_forever()
+        finally:
+            cleanup_started.set()
+            await anyio.sleep_forever()
+
+    async with asgi_call(EventSourceResponse(waits_in_finally())) as call:
+        await call.wait_chunks(1)
+        call.disconnect()
+        await app_ended(call)
+    assert cleanup_started.is_set()
+    assert call.exception is None
+
+
+@pytest.mark.anyio
+async def test_a_generator_that_swallows_the_cancellation_cannot_keep_the_stream_open() -> None:
+    swallowed = anyio.Event()
+
+    async def stubborn() -> AsyncIterator[str]:
+        yield "x"
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            swallowed.set()
+        await anyio.sleep_forever()
+
+    async with asgi_call(EventSourceResponse(stubborn())) as call:
+        await call.wait_chunks(1)
+        AppStatus.should_exit = True
+        await app_ended(call)
+    assert swallowed.is_set()
+    assert call.complete
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_server_task_propagates_its_cancellation_through_the_response() -> None:
+    # The response swallows only the cancellations it made itself: the server's reaches the
+    # server, even when the client leaves in the same moment. On asyncio the server cancels
+    # its task once, natively; on trio it is a cancel scope.
+    call = ASGICall()
+    outer = anyio.CancelScope()
+    outcome: list[str] = []
+
+    async def server_task() -> None:
+        with outer:
+            try:
+                await EventSourceResponse(idle_after("x"))(http_scope(), call.receive, call.send)
+            except anyio.get_cancelled_exc_class():
+                outcome.append("cancelled")
+                raise
+            outcome.append("returned")
+
+    async with anyio.create_task_group() as tg:
+        if asyncio_running():
+            task = asyncio.get_running_loop().create_task(server_task())
+        else:
+            tg.start_soon(server_task)
+        await call.wait_chunks(1)
+        await anyio.wait_all_tasks_blocked()  # the stream's listener waits for the disconnect
+        call.disconnect()
+        if asyncio_running():
+            task.cancel()
+            with anyio.fail_after(5), pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            outer.cancel()
+    assert outcome == ["cancelled"]
+
+
+def asyncio_running() -> bool:
+    return asyncio._get_running_loop() is not None
+
+
+@pytest.mark.anyio
 async def test_no_body_is_sent_after_the_disconnect() -> None:
     sent_when_disconnected: list[int] = []
 
