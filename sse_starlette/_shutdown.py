@@ -49,7 +49,7 @@ __all__ = [
 #: graceful-shutdown timeout (uvicorn's default waits forever) or none that can be read.
 SERVER_GRACE_FALLBACK = 5.0
 
-RunOnLoop = Callable[[Callable[[], None]], None]
+RunOnLoop = Callable[[Callable[[], None]], object]
 
 
 class Drainable(Protocol):
@@ -97,11 +97,7 @@ def loop_handle() -> LoopHandle:
             raise RuntimeError("sse_starlette needs a running asyncio or trio event loop") from None
         token = trio.lowlevel.current_trio_token()
         return LoopHandle(token, token.run_sync_soon, trio.current_time)
-
-    def run_soon(callback: Callable[[], None]) -> None:
-        loop.call_soon_threadsafe(callback)
-
-    return LoopHandle(loop, run_soon, loop.time)
+    return LoopHandle(loop, loop.call_soon_threadsafe, loop.time)
 
 
 def current_loop_key() -> Hashable | None:

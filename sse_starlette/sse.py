@@ -1,8 +1,9 @@
 """`EventSourceResponse`: an endless streaming response that speaks `text/event-stream`.
 
 Per open stream there are two tasks: the server's own task, which runs the body loop (get an
-item, encode it, send it), and one helper that waits for `http.disconnect` and sends the pings
-when its timer runs out. Shutdown reaches a stream through `_shutdown`, not through a task.
+item, encode it, send it), and one helper that waits for `http.disconnect`. A ping is sent
+by a short-lived task its timer starts (on trio, by a third task that sleeps). Shutdown
+reaches a stream through `_shutdown`, not through a task.
 On asyncio (3.11+) the cancel scopes are `_TaskScope`s, not anyio's: see there why.
 """
 
@@ -317,6 +318,8 @@ class _Stream:
         try:
             async with _HelperTasks() as helpers:
                 helpers.start(self._listen(receive))
+                if response.ping_interval:
+                    helpers.every(response.ping_interval, self._ping)
                 if response.data_sender_callable is not None:
                     helpers.start(self._guarded(response.data_sender_callable()))
                 try:
@@ -392,11 +395,11 @@ class _Stream:
             logger.warning("generator cleanup exceeded cleanup_timeout=%ss; cancelled", limit)
 
     async def _listen(self, receive: Receive) -> None:
-        """Wait for the client to leave; send a ping whenever the ping timer runs out."""
+        """Wait for the client to leave, then end the stream."""
         response = self.response
         try:
-            while (message := await self._disconnect(receive)) is None:
-                await self._ping()
+            while (message := await receive())["type"] != "http.disconnect":
+                pass
             self.disconnected = True
             response.active = False
             if response.client_close_handler_callable is not None:
@@ -406,27 +409,22 @@ class _Stream:
             return
         self.scope.cancel()
 
-    async def _disconnect(self, receive: Receive) -> Message | None:
-        """The client's `http.disconnect`, or None once the ping interval has passed."""
-        with _move_on_after(self.response.ping_interval or None):
-            while (message := await receive())["type"] != "http.disconnect":
-                pass
-            return message
-        return None
-
     async def _ping(self) -> None:
         response = self.response
-        factory = response.ping_message_factory
-        ping = factory() if factory is not None else _ping_comment(response.sep)
-        message = {
-            "type": "http.response.body",
-            "body": ensure_bytes(ping, response.sep),
-            "more_body": True,
-        }
-        if response.send_timeout is None:
-            await self.send(message)
-        else:
-            await self._send_with_timeout(message, response.send_timeout)
+        try:
+            factory = response.ping_message_factory
+            ping = factory() if factory is not None else _ping_comment(response.sep)
+            message = {
+                "type": "http.response.body",
+                "body": ensure_bytes(ping, response.sep),
+                "more_body": True,
+            }
+            if response.send_timeout is None:
+                await self.send(message)
+            else:
+                await self._send_with_timeout(message, response.send_timeout)
+        except Exception as exc:
+            self._fail(exc)
 
     def on_drain(self, server_grace: float | None) -> None:
         """Server shutdown: end the stream, or let the generator say goodbye first."""
@@ -460,11 +458,12 @@ except ImportError:
     _ANYIO_READABLE = False
 
 
+# `Task.uncancel()`, which `_TaskScope` needs, came with 3.11.
+_TASK_SCOPES = _ANYIO_READABLE and sys.version_info >= (3, 11)
+
+
 def _task_scopes() -> bool:
-    # `Task.uncancel()`, which `_TaskScope` needs, came with 3.11; trio has no asyncio task.
-    return (
-        _ANYIO_READABLE and sys.version_info >= (3, 11) and asyncio._get_running_loop() is not None
-    )
+    return _TASK_SCOPES and asyncio._get_running_loop() is not None  # trio has no asyncio task
 
 
 _SHIELD_POLL = 0.01  # seconds between looks whether a shielded section has ended
@@ -604,11 +603,12 @@ class _HelperTasks:
     starts tasks in a nursery only: there it is anyio's task group.
     """
 
-    __slots__ = ("group", "tasks")
+    __slots__ = ("group", "tasks", "timer")
 
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
         self.group: anyio.abc.TaskGroup | None = None
+        self.timer: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> _HelperTasks:
         if asyncio._get_running_loop() is None:
@@ -618,11 +618,36 @@ class _HelperTasks:
 
     def start(self, work: Coroutine[Any, Any, None]) -> None:
         if self.group is None:
-            self.tasks.append(asyncio.get_running_loop().create_task(work))
+            tasks = self.tasks
+            if len(tasks) > 2:  # a long stream starts a ping task every interval
+                tasks[:] = [task for task in tasks if not task.done()]
+            tasks.append(asyncio.get_running_loop().create_task(work))
         else:
             self.group.start_soon(_run, work)
 
+    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `work()` `interval` seconds after the start, and again after each run ends.
+
+        On asyncio, a timer starts a task for each run: a sleeping task per stream would
+        cost each idle stream a task and its frames, and each stream a timeout set-up.
+        """
+        if self.group is not None:
+            self.group.start_soon(_every, interval, work)
+        else:
+            self.timer = asyncio.get_running_loop().call_later(interval, self._due, interval, work)
+
+    def _due(self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self.start(self._run_and_rearm(interval, work))
+
+    async def _run_and_rearm(
+        self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        await work()
+        self.every(interval, work)
+
     async def __aexit__(self, *exc_info: Any) -> bool | None:
+        if self.timer is not None:
+            self.timer.cancel()
         if self.group is not None:
             self.group.cancel_scope.cancel()
             return await self.group.__aexit__(*exc_info)
@@ -646,3 +671,9 @@ class _HelperTasks:
 
 async def _run(work: Awaitable[None]) -> None:
     await work
+
+
+async def _every(interval: float, work: Callable[[], Awaitable[None]]) -> None:
+    while True:
+        await anyio.sleep(interval)
+        await work()
