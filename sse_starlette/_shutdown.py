@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple, Protocol
@@ -87,6 +88,10 @@ _streams: dict[Hashable, set[Drainable]] = {}
 _when_ended: dict[Hashable, list[Callable[[], None]]] = {}
 
 
+# The last handle made in each thread: every stream asks for one, mostly on the same loop.
+_last = threading.local()
+
+
 def loop_handle() -> LoopHandle:
     """The current event loop, a thread- and signal-safe way to run a callback on it, its clock."""
     try:
@@ -97,7 +102,10 @@ def loop_handle() -> LoopHandle:
             raise RuntimeError("sse_starlette needs a running asyncio or trio event loop") from None
         token = trio.lowlevel.current_trio_token()
         return LoopHandle(token, token.run_sync_soon, trio.current_time)
-    return LoopHandle(loop, loop.call_soon_threadsafe, loop.time)
+    handle: LoopHandle | None = getattr(_last, "handle", None)
+    if handle is None or handle.key is not loop:
+        handle = _last.handle = LoopHandle(loop, loop.call_soon_threadsafe, loop.time)
+    return handle
 
 
 def current_loop_key() -> Hashable | None:

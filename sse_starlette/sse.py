@@ -603,12 +603,13 @@ class _HelperTasks:
     starts tasks in a nursery only: there it is anyio's task group.
     """
 
-    __slots__ = ("group", "tasks", "timer")
+    __slots__ = ("group", "periodic", "tasks", "timer")
 
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
         self.group: anyio.abc.TaskGroup | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.periodic: tuple[float, Callable[[], Coroutine[Any, Any, None]]]
 
     async def __aenter__(self) -> _HelperTasks:
         if asyncio._get_running_loop() is None:
@@ -626,7 +627,8 @@ class _HelperTasks:
             self.group.start_soon(_run, work)
 
     def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `work()` `interval` seconds after the start, and again after each run ends.
+        """Run `work()` `interval` seconds after the start, and again after each run ends
+        (one `work` per stream).
 
         On asyncio, a timer starts a task for each run: a sleeping task per stream would
         cost each idle stream a task and its frames, and each stream a timeout set-up.
@@ -634,16 +636,16 @@ class _HelperTasks:
         if self.group is not None:
             self.group.start_soon(_every, interval, work)
         else:
-            self.timer = asyncio.get_running_loop().call_later(interval, self._due, interval, work)
+            self.periodic = (interval, work)
+            self.timer = asyncio.get_running_loop().call_later(interval, self._due)
 
-    def _due(self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        self.start(self._run_and_rearm(interval, work))
+    def _due(self) -> None:
+        self.start(self._run_and_rearm())
 
-    async def _run_and_rearm(
-        self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]
-    ) -> None:
+    async def _run_and_rearm(self) -> None:
+        interval, work = self.periodic
         await work()
-        self.every(interval, work)
+        self.timer = asyncio.get_running_loop().call_later(interval, self._due)
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         if self.timer is not None:
