@@ -89,6 +89,7 @@ _when_ended: dict[Hashable, list[Callable[[], None]]] = {}
 
 
 # The last handle made in each thread: every stream asks for one, mostly on the same loop.
+# Dropped when the loop's last stream ends, so that a finished loop is not kept alive.
 _last = threading.local()
 
 
@@ -139,6 +140,8 @@ def unregister(stream: Drainable) -> None:
     streams.discard(stream)
     if not streams:
         del _streams[key]
+        if getattr(_last, "handle", None) is stream.loop:
+            _last.handle = None
         for callback in _when_ended.pop(key, ()):
             callback()
 

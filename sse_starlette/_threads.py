@@ -45,6 +45,7 @@ class _Worker(threading.Thread):
                         return
                 continue  # taken from _idle just now: its job is on the way
             job()
+            del job  # an idle worker must not hold the last job's event loop
             with _lock:
                 _idle.append(self)
 

@@ -32,6 +32,7 @@ __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
 logger = logging.getLogger(__name__)
 
 Content = str | bytes | dict[str, Any] | ServerSentEvent | Any
+Periodic = Callable[[], Coroutine[Any, Any, float]]  # returns seconds until the next run
 SyncContentStream = Iterable[Content]
 AsyncContentStream = AsyncIterable[Content]
 ContentStream = AsyncContentStream | SyncContentStream
@@ -319,7 +320,7 @@ class _Stream:
             async with _HelperTasks() as helpers:
                 helpers.start(self._listen(receive))
                 if response.ping_interval:
-                    helpers.every(response.ping_interval, self._ping)
+                    helpers.every(response.ping_interval, self._ping)  # until it returns 0
                 if response.data_sender_callable is not None:
                     helpers.start(self._guarded(response.data_sender_callable()))
                 try:
@@ -409,8 +410,11 @@ class _Stream:
             return
         self.scope.cancel()
 
-    async def _ping(self) -> None:
+    async def _ping(self) -> float:
+        """Send a ping; return the seconds until the next one, 0 for none."""
         response = self.response
+        if self.disconnected or self.error is not None:
+            return 0  # nobody to keep alive: the stream is only cleaning up
         try:
             factory = response.ping_message_factory
             ping = factory() if factory is not None else _ping_comment(response.sep)
@@ -425,6 +429,8 @@ class _Stream:
                 await self._send_with_timeout(message, response.send_timeout)
         except Exception as exc:
             self._fail(exc)
+            return 0
+        return response.ping_interval  # read each time, as the published package does
 
     def on_drain(self, server_grace: float | None) -> None:
         """Server shutdown: end the stream, or let the generator say goodbye first."""
@@ -603,13 +609,14 @@ class _HelperTasks:
     starts tasks in a nursery only: there it is anyio's task group.
     """
 
-    __slots__ = ("group", "periodic", "tasks", "timer")
+    __slots__ = ("closing", "group", "periodic", "tasks", "timer")
 
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
         self.group: anyio.abc.TaskGroup | None = None
         self.timer: asyncio.TimerHandle | None = None
-        self.periodic: tuple[float, Callable[[], Coroutine[Any, Any, None]]]
+        self.periodic: Periodic
+        self.closing = False
 
     async def __aenter__(self) -> _HelperTasks:
         if asyncio._get_running_loop() is None:
@@ -626,28 +633,31 @@ class _HelperTasks:
         else:
             self.group.start_soon(_run, work)
 
-    def every(self, interval: float, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run `work()` `interval` seconds after the start, and again after each run ends
-        (one `work` per stream).
+    def every(self, delay: float, work: Periodic) -> None:
+        """Run `work()` after `delay` seconds, then again as many seconds after each run as
+        it returns, until it returns 0 (one `work` per stream).
 
         On asyncio, a timer starts a task for each run: a sleeping task per stream would
         cost each idle stream a task and its frames, and each stream a timeout set-up.
         """
         if self.group is not None:
-            self.group.start_soon(_every, interval, work)
+            self.group.start_soon(_every, delay, work)
         else:
-            self.periodic = (interval, work)
-            self.timer = asyncio.get_running_loop().call_later(interval, self._due)
+            self.periodic = work
+            self.timer = asyncio.get_running_loop().call_later(delay, self._due)
 
     def _due(self) -> None:
         self.start(self._run_and_rearm())
 
     async def _run_and_rearm(self) -> None:
-        interval, work = self.periodic
-        await work()
-        self.timer = asyncio.get_running_loop().call_later(interval, self._due)
+        delay = await self.periodic()
+        # `closing`: a run that ended as the helpers were being cancelled (its send turned
+        # the cancellation into an error, say) must not start a timer nobody cancels.
+        if delay and not self.closing:
+            self.timer = asyncio.get_running_loop().call_later(delay, self._due)
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
+        self.closing = True
         if self.timer is not None:
             self.timer.cancel()
         if self.group is not None:
@@ -661,10 +671,10 @@ class _HelperTasks:
             try:
                 await asyncio.wait(running)
             except asyncio.CancelledError:
-                # The stream's scope was cancelled (drain, disconnect, error): anyio cancels
-                # this task again on every loop cycle until it leaves the scope, which would
-                # leave a helper whose cleanup takes more than one cycle running after the
-                # response has ended. Wait for it shielded, as a task group does.
+                # The server's task is being cancelled from outside, maybe by an anyio scope,
+                # which cancels it again on every loop cycle: that would leave a helper whose
+                # cleanup takes more than one cycle running after the response has ended.
+                # Wait for it shielded, as a task group does.
                 with anyio.CancelScope(shield=True):
                     await asyncio.wait(running)
                 raise
@@ -675,7 +685,7 @@ async def _run(work: Awaitable[None]) -> None:
     await work
 
 
-async def _every(interval: float, work: Callable[[], Awaitable[None]]) -> None:
-    while True:
-        await anyio.sleep(interval)
-        await work()
+async def _every(delay: float, work: Periodic) -> None:
+    while delay:
+        await anyio.sleep(delay)
+        delay = await work()

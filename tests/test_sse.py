@@ -8,10 +8,13 @@ is what the test is about.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import re
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from functools import partial
 from typing import Any
@@ -254,6 +257,80 @@ async def test_ping_zero_sends_no_ping() -> None:
         # Several pings of the comparison stream bound the time the silent one had to ping.
         await loud.wait_chunks(4)
         assert quiet.chunks == [b"data: quiet\r\n\r\n"]
+
+
+@pytest.mark.anyio
+async def test_a_new_ping_interval_takes_effect_at_the_next_ping() -> None:
+    response = EventSourceResponse(idle_after("x"), ping=0.05)
+    slow = EventSourceResponse(idle_after("y"), ping=0.05)
+    async with asgi_call(response) as call, asgi_call(slow) as other:
+        await call.wait_chunks(2)  # one ping at the old interval
+        response.ping_interval = 0.01
+        slow.ping_interval = 30
+        await call.wait_chunks(12)  # 10 pings at the new interval...
+        assert len(other.chunks) <= 3  # ...while the other, set to 30 s, sent one at most
+
+
+@pytest.mark.anyio
+async def test_no_ping_is_sent_after_the_disconnect_while_the_generator_cleans_up() -> None:
+    cleaned_up = anyio.Event()
+    release = anyio.Event()
+
+    async def slow_cleanup() -> AsyncIterator[str]:
+        try:
+            yield "x"
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                cleaned_up.set()
+                await release.wait()
+
+    reference = EventSourceResponse(idle_after("y"), ping=0.01)
+    async with (
+        asgi_call(EventSourceResponse(slow_cleanup(), ping=0.01)) as call,
+        asgi_call(reference) as other,
+    ):
+        await call.wait_chunks(1)
+        call.disconnect()
+        with anyio.fail_after(5):
+            await cleaned_up.wait()
+        sent = len(call.messages)
+        await other.wait_chunks(6)  # pings of the other stream bound the time this one had
+        assert len(call.messages) == sent
+        release.set()
+        await app_ended(call)
+    assert len(call.messages) == sent
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_no_ping_timer_outlives_a_stream_whose_send_swallows_the_cancellation() -> None:
+    # A send (a server's, or middleware's) may swallow the cancellation of a write under way
+    # when the stream ends: that ping must not start the next ping timer then.
+    ping_waiting = anyio.Event()
+    after_end: list[Message] = []
+    ended = False
+
+    async def send(message: Message) -> None:
+        if ended:
+            after_end.append(message)
+        elif message.get("body", b"").startswith(b": ping"):
+            ping_waiting.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await anyio.sleep_forever()  # a client that does not read
+
+    async def ends_while_a_ping_waits() -> AsyncIterator[str]:
+        yield "x"
+        await ping_waiting.wait()
+
+    call = ASGICall()
+    response = EventSourceResponse(ends_while_a_ping_waits(), ping=0.01)
+    await response(http_scope(), call.receive, send)
+    ended = True
+    reference = EventSourceResponse(idle_after("y"), ping=0.01)
+    async with asgi_call(reference) as other:
+        await other.wait_chunks(6)  # its pings bound the time a stray timer had
+    assert after_end == []
 
 
 @pytest.mark.anyio
@@ -940,3 +1017,25 @@ async def test_a_long_stream_keeps_no_finished_ping_tasks() -> None:
     async with asgi_call(EventSourceResponse(idle_after("x"), ping=0.001)) as call:
         await call.wait_until(lambda c: len(c.chunks) > 100)
         assert ping_tasks() <= 3
+
+
+@pytest.mark.parametrize("sync", [False, True], ids=["async generator", "sync iterator"])
+def test_an_event_loop_is_not_kept_alive_by_its_ended_streams(sync: bool) -> None:
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def one() -> AsyncIterator[str]:
+        yield "x"
+
+    async def one_stream() -> None:
+        call = ASGICall()
+        content = iter(["x"]) if sync else one()
+        await EventSourceResponse(content)(http_scope(), call.receive, call.send)
+        assert call.complete
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+
+    asyncio.run(one_stream())
+    # Polled: a sync iterator's worker thread lets go of its last job just after it ran.
+    deadline = time.monotonic() + 5
+    while gc.collect() is not None and loops[0]() is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loops[0]() is None
