@@ -593,12 +593,17 @@ class _TaskScope:
             self._handle = loop.call_soon(self._deliver)
 
     def _shielded(self, task: asyncio.Task[Any]) -> bool:
-        scope = _anyio_scope(task)
-        while scope is not None and scope is not self._outer:
-            if scope.shield:
-                return True
+        """Whether an anyio scope with `shield=True` lies between the task and this scope."""
+        scope, shielded = _anyio_scope(task), False
+        while scope is not self._outer:
+            if scope is None:
+                # This scope's anyio parent is not among the task's: anyio scopes were left
+                # out of order (a generator holding one across a yield). Cancel rather than
+                # heed a shield that may lie outside this scope.
+                return False
+            shielded = shielded or scope.shield
             scope = scope._parent_scope
-        return False
+        return shielded
 
 
 class _HelperTasks:
