@@ -388,6 +388,17 @@ async def test_rs256_tokens_are_verified_with_the_public_key() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_private_key_configured_as_the_public_key_verifies_with_its_public_half() -> None:
+    private, _ = rsa_keys()
+    claims = {"sse": {"publish": ["t"]}}
+    async with running_hub(jwt_public_key=private) as hub:
+        token = jwt.encode(claims, private, algorithm="RS256")
+        assert (await hub.publish({"topic": "t", "data": "signed"}, token)).status_code == 200
+        confused = hmac_token(claims, private.encode())
+        assert (await hub.publish({"topic": "t", "data": "x"}, confused)).status_code == 401
+
+
+@pytest.mark.anyio
 async def test_a_stream_outlives_its_token_but_its_reconnection_needs_a_valid_one() -> None:
     # `exp` is whole seconds: at least half a second left to open the stream, at most 1.5 s.
     reader = hs256({"subscribe": ["t"]}, exp=math.ceil(time.time() + 0.5))
