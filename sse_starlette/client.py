@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -212,11 +211,6 @@ class _EventSourceBase(Generic[ClientT]):
     """What the async and the sync source share: the request, the checks, the bookkeeping."""
 
     _chunks: Any  # the open response's byte iterator (async or sync)
-    _wake: Any
-
-    @staticmethod
-    def _new_wake() -> Any:
-        raise NotImplementedError
 
     def __init__(
         self,
@@ -245,7 +239,6 @@ class _EventSourceBase(Generic[ClientT]):
         self._owns_client = client is None
         self._response: httpx.Response | None = None
         self._chunks = None
-        self._wake = self._new_wake()
         self.url = url
         self.method = method
         self._params = params
@@ -288,7 +281,7 @@ class _EventSourceBase(Generic[ClientT]):
         """The current reconnection time in seconds: `retry=`, or what the stream set."""
         return self._reconnection.retry
 
-    def _request(self, client: httpx.AsyncClient | httpx.Client) -> httpx.Request:
+    def _request(self, client: ClientT) -> httpx.Request:
         headers: httpx.Headers = self._headers
         if self._received_id:
             # The spec sends the id UTF-8 encoded; httpx would encode a str value as ASCII.
@@ -412,12 +405,9 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
     """
 
     _chunks: AsyncIterator[bytes] | None
-    _wake: anyio.Event | None  # set by aclose() to cut a reconnection wait
+    # Set by aclose() to cut a reconnection wait; made by the first wait, in its event loop.
+    _wake: anyio.Event | None = None
     _reading = False
-
-    @staticmethod
-    def _new_wake() -> None:
-        return None  # made by the first wait, in the event loop that waits
 
     async def __aenter__(self) -> EventSource:
         return self
@@ -546,10 +536,6 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
 
     _chunks: Iterator[bytes] | None
 
-    @staticmethod
-    def _new_wake() -> threading.Event:
-        return threading.Event()  # set by close() to cut a reconnection wait
-
     def __enter__(self) -> SyncEventSource:
         return self
 
@@ -578,7 +564,6 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
         """Close the response (the server sees the disconnect) and an owned client; idempotent."""
         self._closed = self._done = True
         self._discard_pending()
-        self._wake.set()
         self._drop()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
@@ -586,10 +571,9 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
 
     def _connect(self) -> None:
         if self._delay is not None:
-            self._wake.wait(self._delay)
+            # Not thread-safe (documented): close() cannot come during the wait.
+            time.sleep(self._delay)
             self._delay = None
-            if self._closed:
-                return
         if self._client is None:
             self._client = httpx.Client()
         try:
@@ -613,10 +597,8 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
             cause: Exception = SSEStreamEndedError("the server ended the response")
         except _NETWORK_ERRORS as exc:
             cause = exc
-        except BaseException as exc:
+        except BaseException:
             self._drop()
-            if self._closed and isinstance(exc, Exception):
-                return
             raise
         else:
             try:
