@@ -236,6 +236,31 @@ async def test_connection_refused_is_retried_then_gives_up() -> None:
 
 @pytest.mark.server
 @pytest.mark.anyio
+async def test_timeout_applies_with_a_given_client_and_a_read_timeout_reconnects(
+    server: Server,
+) -> None:
+    key = new_key()
+    causes: list[Exception] = []
+    # The client's own 5 s default would not fire within the test: the source's timeout does.
+    async with (
+        httpx.AsyncClient() as client,
+        EventSource(
+            f"{server.url}/events",
+            params={"key": key, "count": 2, "per": 1, "pause": 1},
+            client=client,
+            timeout=httpx.Timeout(10.0, read=0.1),
+            retry=0.01,
+            on_reconnect=lambda attempt, delay, cause: causes.append(cause),
+        ) as source,
+    ):
+        with anyio.fail_after(5):
+            assert [(await anext(source)).id, (await anext(source)).id] == ["1", "2"]
+    assert [type(cause) for cause in causes] == [httpx.ReadTimeout]
+    assert seen_by(server, key)["ids"] == [None, "1"]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
 async def test_without_reconnect_one_response_is_read(server: Server) -> None:
     key = new_key()
     url = f"{server.url}/resume"
