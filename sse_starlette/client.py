@@ -471,10 +471,8 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
             self._reject(response)
 
     async def _read(self) -> None:
-        assert self._chunks is not None
-        self._reading = True
         try:
-            chunk = await self._chunks.__anext__()
+            chunk = await self._next_chunk()
         except StopAsyncIteration:
             cause: Exception = SSEStreamEndedError("the server ended the response")
         except _NETWORK_ERRORS as exc:
@@ -482,13 +480,11 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
         except BaseException as exc:
             # Cancelled (or closed under us) mid-read: the response is in an unknown state.
             # Drop it; iterating again reconnects from the last event ID.
-            self._reading = False
             await self._drop()
             if self._closed and isinstance(exc, Exception):
                 return
             raise
         else:
-            self._reading = False
             if self._closed:
                 return
             try:
@@ -497,9 +493,16 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
                 await self._drop()
                 raise
             return
-        self._reading = False
         await self._drop()
         self._lost(cause)
+
+    async def _next_chunk(self) -> bytes:
+        assert self._chunks is not None
+        self._reading = True  # until it ends, _drop() in another task must leave the iterator be
+        try:
+            return await self._chunks.__anext__()
+        finally:
+            self._reading = False
 
     async def _drop(self) -> None:
         chunks, self._chunks = self._chunks, None
