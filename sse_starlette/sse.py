@@ -308,7 +308,7 @@ class _Stream:
         # What a disconnect, a helper's error or a drain cancels: the body loop only. Helpers
         # are cancelled when it has ended, and the generator is closed outside this scope, so
         # that its clean-up gets `cleanup_timeout` whatever cancelled the loop.
-        self.scope = _cancel_scope()
+        self.scope = _move_on_after()
         self.disconnected = False
         self.exhausted = False  # the iterator ended by itself: nothing to close
         self.error: BaseException | None = None
@@ -468,10 +468,6 @@ except ImportError:
 _TASK_SCOPES = _ANYIO_READABLE and sys.version_info >= (3, 11)
 
 
-def _task_scopes() -> bool:
-    return _TASK_SCOPES and asyncio._get_running_loop() is not None  # trio has no asyncio task
-
-
 _SHIELD_POLL = 0.01  # seconds between looks whether a shielded section has ended
 
 
@@ -480,17 +476,12 @@ def _anyio_scope(task: asyncio.Task[Any]) -> Any:
     return None if state is None else state.cancel_scope
 
 
-def _cancel_scope() -> _TaskScope | anyio.CancelScope:
-    return _TaskScope() if _task_scopes() else anyio.CancelScope()
-
-
-def _move_on_after(seconds: float | None) -> _TaskScope | anyio.CancelScope:
-    """`anyio.move_on_after(seconds)`: None waits for ever."""
-    if not _task_scopes():
+def _move_on_after(seconds: float | None = None) -> _TaskScope | anyio.CancelScope:
+    """`anyio.move_on_after(seconds)`; None: no deadline, a scope to `cancel()`."""
+    loop = asyncio._get_running_loop()
+    if not _TASK_SCOPES or loop is None:  # trio has no asyncio task
         return anyio.move_on_after(seconds)
-    if seconds is None:
-        return _TaskScope()
-    return _TaskScope(asyncio.get_running_loop().time() + seconds)
+    return _TaskScope(math.inf if seconds is None else loop.time() + seconds)
 
 
 class _TaskScope:
