@@ -219,9 +219,9 @@ class EventSourceResponse(Response):
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
         if headers:
-            raw, self._user_connection = _header_list(headers, self.media_type, self.charset)
+            raw = _header_list(headers, self.media_type, self.charset)
         else:
-            raw, self._user_connection = _default_headers(self.media_type, self.charset)
+            raw = _default_headers(self.media_type, self.charset)
         self.raw_headers = list(raw)  # a list of its own: `response.headers` edits it in place
 
     @property
@@ -247,8 +247,8 @@ class EventSourceResponse(Response):
             # An event stream is no websocket: answer the handshake with the response's
             # status and headers and no body, and never start the generator.
             send = _websocket_denial(send)
-        elif not self._user_connection and scope.get("http_version", "1.1") in ("1.0", "1.1"):
-            headers = [*headers, (b"connection", b"keep-alive")]  # forbidden in HTTP/2 and 3
+        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            headers = _with_keep_alive(headers)  # forbidden in HTTP/2 and 3
         await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
         if scope["type"] == "websocket" or scope.get("method") == "HEAD":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -260,8 +260,8 @@ class EventSourceResponse(Response):
 
 def _header_list(
     headers: Mapping[str, str] | None, media_type: str | None, charset: str
-) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
-    """The response's raw headers, and whether the user gave a Connection header."""
+) -> tuple[tuple[bytes, bytes], ...]:
+    """The response's raw headers."""
     # Header names compare case-insensitively: a user's Cache-Control, Connection or
     # Content-Type replaces the default; X-Accel-Buffering is always "no" (nginx would
     # otherwise hold events back), as in the published package.
@@ -279,15 +279,22 @@ def _header_list(
         if content_type.startswith("text/") and "charset=" not in content_type.lower():
             content_type += "; charset=" + charset
         raw.append((b"content-type", content_type.encode("latin-1")))
-    return tuple(raw), b"connection" in names
+    return tuple(raw)
 
 
 @functools.lru_cache(maxsize=32)
-def _default_headers(
-    media_type: str | None, charset: str
-) -> tuple[tuple[tuple[bytes, bytes], ...], bool]:
+def _default_headers(media_type: str | None, charset: str) -> tuple[tuple[bytes, bytes], ...]:
     # Most responses have no headers of their own: build their list once, not per stream.
     return _header_list(None, media_type, charset)
+
+
+def _with_keep_alive(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # Looked for on each call, not noted at construction: `response.headers` may have
+    # set or removed the user's Connection header since.
+    for name, _ in headers:
+        if name == b"connection":
+            return headers
+    return [*headers, (b"connection", b"keep-alive")]
 
 
 def _non_negative(name: str, value: float | None) -> Any:

@@ -155,6 +155,14 @@ async def test_user_connection_header_is_not_duplicated_on_http1() -> None:
 
 
 @pytest.mark.anyio
+async def test_connection_header_set_after_construction_is_not_duplicated() -> None:
+    response = EventSourceResponse(idle_after("x"))
+    response.headers["Connection"] = "close"
+    call = await first_chunk(response, http_version="1.1")
+    assert header(call, "connection") == ["close"]
+
+
+@pytest.mark.anyio
 async def test_status_code_is_honoured() -> None:
     call = await first_chunk(EventSourceResponse(idle_after("x"), status_code=202))
     assert call.start["status"] == 202
