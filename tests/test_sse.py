@@ -852,6 +852,34 @@ async def test_should_exit_waits_for_a_shielded_section_of_the_generator() -> No
     assert call.chunks == [b"data: x\r\n\r\n", b""]
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_asyncio_shield_is_cancelled_at_once_and_its_work_goes_on_alone() -> None:
+    entered, release = anyio.Event(), anyio.Event()
+
+    async def work() -> str:
+        entered.set()
+        await release.wait()
+        return "done"
+
+    shielded_work = asyncio.ensure_future(work())
+
+    async def shields_with_asyncio() -> AsyncIterator[str]:
+        yield "x"
+        await asyncio.shield(shielded_work)
+
+    async with asgi_call(EventSourceResponse(shields_with_asyncio())) as call:
+        await call.wait_chunks(1)
+        with anyio.fail_after(5):
+            await entered.wait()
+        AppStatus.should_exit = True
+        await call.wait_until(lambda c: c.complete)
+    assert not shielded_work.done()
+    release.set()
+    with anyio.fail_after(5):
+        assert await shielded_work == "done"
+
+
 @pytest.mark.anyio
 async def test_shutdown_event_lets_the_generator_send_a_farewell_before_the_end() -> None:
     shutdown = anyio.Event()
