@@ -533,16 +533,24 @@ async def test_no_body_is_sent_after_the_disconnect() -> None:
 
 
 @pytest.mark.anyio
-async def test_client_close_handler_is_awaited_with_the_disconnect_message() -> None:
-    received: list[Message] = []
+async def test_client_close_handler_is_awaited_with_the_disconnect_message_first() -> None:
+    # README: the handler is awaited before the generator is cancelled.
+    received: list[Any] = []
 
     async def on_close(message: Message) -> None:
         await anyio.lowlevel.checkpoint()
         received.append(message)
 
-    response = EventSourceResponse(idle_after("x"), client_close_handler_callable=on_close)
+    async def events() -> AsyncIterator[str]:
+        try:
+            yield "x"
+            await anyio.sleep_forever()
+        finally:
+            received.append("generator finally")
+
+    response = EventSourceResponse(events(), client_close_handler_callable=on_close)
     await first_chunk(response)
-    assert received == [{"type": "http.disconnect"}]
+    assert received == [{"type": "http.disconnect"}, "generator finally"]
 
 
 @pytest.mark.anyio
