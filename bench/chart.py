@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.report import number
+
 COLOURS = {
     "ours": "#1f77b4",
     "upstream": "#ff7f0e",
@@ -72,12 +74,12 @@ def draw(doc: dict[str, Any], path: Path) -> None:
                 capsize=3,
             )
             ratio = result["ratios"].get("vs_raw", {}).get(impl, {}).get(figure, {})
-            label = "hung" if hung else _short(median)
+            label = "hung" if hung else number(median)
             if ratio.get("median") is not None:
                 label += f"\n{ratio['median']:.2f}x raw"
             if scenario == "sigterm":
                 clean = result["figures"].get(impl, {}).get("clean", {}).get("min")
-                label += f"\n{_short(clean)}/{result['params']['streams']:,} clean"
+                label += f"\n{number(clean)}/{result['params']['streams']:,} clean"
             ax.annotate(label, (x, max(height, high)), ha="center", va="bottom", fontsize=7)
         raw = result["figures"].get("raw", {}).get(figure, {}).get("median")
         target = (
@@ -104,13 +106,3 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _short(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value == int(value):
-        return f"{value:,.0f}"
-    if value >= 10_000:
-        return f"{value / 1000:.0f}k"
-    return f"{value:.3g}"

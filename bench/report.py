@@ -156,7 +156,8 @@ HEADLINES = {
 }
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
+    """A figure in at most 3 significant digits or as a whole number (also the chart's labels)."""
     if value is None:
         return "-"
     if abs(value) >= 10_000:
@@ -170,12 +171,12 @@ def _cell(figure: dict[str, Any] | None, stat: str) -> str:
     if not figure or figure["median"] is None:
         return "-"
     if stat == "sum":
-        return _number(sum(v for v in figure["samples"] if v is not None))
+        return number(sum(v for v in figure["samples"] if v is not None))
     if stat != "median":
-        return _number(figure[stat])
+        return number(figure[stat])
     spread = figure["spread"]
     noise = f" [{spread:.0%}]" if spread is not None else ""
-    return _number(figure["median"]) + noise
+    return number(figure["median"]) + noise
 
 
 def _ratio(ratios: dict[str, Any], base: str, figure: str, impl: str) -> str:
@@ -223,6 +224,6 @@ def target_lines(checked: list[dict[str, Any]]) -> str:
     marks = {True: "met   ", False: "MISSED", None: "n/a   "}
     width = max((len(t["target"]) for t in checked), default=0)
     return "\n".join(
-        f"{marks[t['ok']]} {t['target']:{width}s} {_number(t['value']):>8s}  ({t['source']})"
+        f"{marks[t['ok']]} {t['target']:{width}s} {number(t['value']):>8s}  ({t['source']})"
         for t in checked
     )
