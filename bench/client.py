@@ -48,7 +48,8 @@ class _Stream:
     seen: int = 0  # events counted so far
     tail: bytes = b""
     end: str = ""  # "", or how it ended: "clean", "eof", "reset"
-    arrived: int = 0  # monotonic ns at which `seen` reached the count awaited
+    awaited: int = 0  # the count `collect` waits for
+    arrived: int = 0  # monotonic ns at which `seen` reached `awaited`
 
 
 @dataclass
@@ -82,13 +83,14 @@ class _Worker:
         self.selector.unregister(stream.sock)
         stream.sock.close()
 
-    def _poll(self, timeout: float) -> int:
-        """Read whatever is ready; returns the monotonic ns at which the data was there."""
+    def _poll(self, timeout: float) -> tuple[int, list[_Stream]]:
+        """Read whatever is ready: the monotonic ns at which the data was there, the streams."""
         ready = self.selector.select(timeout)
         now = time.monotonic_ns()  # one stamp per wake-up: cheaper, and closer to arrival
-        for key, _ in ready:
-            self._read(key.data)
-        return now
+        streams = [key.data for key, _ in ready]
+        for stream in streams:
+            self._read(stream)
+        return now, streams
 
     def connect(self, port: int, count: int, timeout: float, keep: bool) -> dict[str, Any]:
         """Open `count` endless streams, up to WINDOW at once, until each has had its first
@@ -123,37 +125,33 @@ class _Worker:
 
     def collect(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
         """Wait until every open stream has one event more than now; its arrival times."""
-        for stream in self.streams:
-            stream.arrived = 0
         self._poll(0)  # whatever came before the trigger (a ping) is not part of it
-        targets = [(s, s.seen + 1) for s in self.streams if not s.end]
+        live = [s for s in self.streams if not s.end]
+        for stream in live:
+            stream.awaited, stream.arrived = stream.seen + 1, 0
+        pending = len(live)
         ready()
         deadline = time.monotonic() + timeout
-        pending = targets
         while pending and time.monotonic() < deadline:
-            now = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
-            left = []
-            for stream, target in pending:
-                if stream.seen >= target:
+            # Only the streams just read: a scan of thousands per wake-up would take the CPU
+            # the server needs, and delay the next wake-up's stamp.
+            now, read = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
+            for stream in read:
+                if not stream.arrived and stream.seen >= stream.awaited:
                     stream.arrived = now
-                else:
-                    left.append((stream, target))
-            pending = left
-        return {
-            "arrivals": [s.arrived for s, _ in targets if s.arrived],
-            "missed": len(pending),
-        }
+                    pending -= 1
+        return {"arrivals": [s.arrived for s in live if s.arrived], "missed": pending}
 
     def watch_end(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
         """Wait until every stream has ended (server shutdown); count how each ended."""
         ready()
         deadline = time.monotonic() + timeout
-        ended = last = 0
+        ended = sum(1 for s in self.streams if s.end)
+        last = 0
         while ended < len(self.streams) and time.monotonic() < deadline:
-            now = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
-            now_ended = sum(1 for s in self.streams if s.end)
-            if now_ended > ended:
-                ended, last = now_ended, now
+            now, read = self._poll(min(0.5, max(0.0, deadline - time.monotonic())))
+            if just := sum(1 for s in read if s.end):  # an ended stream is not watched again
+                ended, last = ended + just, now
         counts = {"clean": 0, "eof": 0, "reset": 0, "open": 0}
         for stream in self.streams:
             key = stream.end if stream.end in counts else "open"
