@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -77,3 +78,63 @@ async def test_broker_snippet_streams_what_is_published() -> None:
         published = await client.request("POST", "/publish", content=b"hello")
         (event,) = await stream.take(1)
     assert (event.event, event.data, event.id) == ("headline", "hello", published.json()["id"])
+
+
+# The README's benchmark paragraph quotes bench/results/full.json, the latest full run: each
+# number, to the decimals the README gives, is that run's median.
+BENCH = json.loads((ROOT / "bench" / "results" / "full.json").read_text())
+NUMBER = r"([0-9][0-9.,]*)"
+QUOTED_FIGURES = [
+    # (README text with the number as {}, scenario, ratio base or None, implementation, figure)
+    ("sends {}x the events/s of 3.7.0", "throughput", "vs_upstream", "ours", "events_per_s"),
+    ("({}x the raw ceiling", "throughput", "vs_raw", "ours", "events_per_s"),
+    ("an idle stream holds {} KiB", "idle_1000", None, "ours", "kib_per_stream"),
+    ("KiB and {} tasks", "idle_1000", None, "ours", "tasks_per_stream"),
+    ("(3.7.0: {} KiB", "idle_1000", None, "upstream", "kib_per_stream"),
+    ("KiB and {})", "idle_1000", None, "upstream", "tasks_per_stream"),
+    ("costs {}x 3.7.0's CPU", "churn", "vs_upstream", "ours", "cpu_us_per_conn"),
+    ("({}x raw) and leaves", "churn", "vs_raw", "ours", "cpu_us_per_conn"),
+    ("in {}x 3.7.0's p99", "broadcast_1000", "vs_upstream", "ours", "p99_ms"),
+    ("broker costs {}x raw CPU", "broker_1000", "vs_raw", "broker", "cpu_us_per_delivery"),
+    ("server exits in {} s", "sigterm", None, "ours", "exit_s"),
+]
+
+
+def bench_median(scenario: str, base: str | None, impl: str, figure: str) -> float:
+    figures = BENCH["scenarios"][scenario]["ratios" if base else "figures"]
+    value = (figures[base] if base else figures)[impl][figure]
+    return float(value["median"] if isinstance(value, dict) else value)
+
+
+def test_bench_figures_come_from_a_full_run() -> None:
+    assert BENCH["meta"]["profile"] == "full"
+
+
+@pytest.mark.parametrize(("text", "scenario", "base", "impl", "figure"), QUOTED_FIGURES)
+def test_readme_bench_figure_is_the_full_runs(
+    text: str, scenario: str, base: str | None, impl: str, figure: str
+) -> None:
+    # The README wraps its lines anywhere: any run of whitespace matches any other.
+    words = (re.escape(word).replace(re.escape("{}"), NUMBER) for word in text.split())
+    pattern = r"\s+".join(words)
+    found = re.search(pattern, README)
+    assert found, f"README no longer says {text!r}"
+    quoted = found.group(1).rstrip(".").replace(",", "")
+    decimals = len(quoted.partition(".")[2])
+    measured = bench_median(scenario, base, impl, figure)
+    assert round(measured, decimals) == float(quoted), (text, measured)
+
+
+def test_readme_bench_claims_without_a_number_hold() -> None:
+    throughput = BENCH["scenarios"]["throughput"]["figures"]
+    churn = BENCH["scenarios"]["churn"]["figures"]["ours"]
+    sigterm = BENCH["scenarios"]["sigterm"]["figures"]
+    # "as fast as `StreamingResponse`"
+    assert "as fast as `StreamingResponse`" in README
+    ours, streaming = (throughput[i]["events_per_s"]["median"] for i in ("ours", "streaming"))
+    assert ours >= 0.95 * streaming
+    # "leaves nothing behind"
+    assert [churn[left]["max"] for left in ("tasks_left", "streams_left", "failed")] == [0, 0, 0]
+    # "ends every one cleanly (3.7.0: none cleanly)"
+    assert sigterm["ours"]["clean"]["min"] == BENCH["scenarios"]["sigterm"]["params"]["streams"]
+    assert sigterm["upstream"]["clean"]["max"] == 0
