@@ -134,6 +134,14 @@ async def test_publish_takes_what_an_event_source_response_takes(
     assert event.data == data
 
 
+async def test_a_dicts_sep_is_accepted_and_the_brokers_own_is_used(broker: Broker) -> None:
+    async with broker.subscribe("t") as subscription:
+        await start(subscription)
+        id = await broker.publish("t", {"data": "a\nb", "sep": "\n"})
+        (event,) = await take(subscription, 1)
+    assert event.encode() == f"id: {id}\r\ndata: a\r\ndata: b\r\n\r\n".encode()
+
+
 @pytest.mark.parametrize(
     ("item", "error", "field"),
     [
