@@ -182,16 +182,17 @@ async def test_wrong_status_or_content_type_raises_naming_what_arrived(
 
 @pytest.mark.server
 @pytest.mark.anyio
-async def test_503_is_retried_until_max_reconnects(server: Server) -> None:
+@pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
+async def test_a_retried_status_is_retried_until_max_reconnects(server: Server, code: int) -> None:
     key = new_key()
-    with pytest.raises(SSEReconnectError, match=r"max_reconnects=2.*503") as info:
+    with pytest.raises(SSEReconnectError, match=rf"max_reconnects=2.*{code}") as info:
         async with EventSource(
-            f"{server.url}/status", params={"key": key, "code": 503}, retry=0.01, max_reconnects=2
+            f"{server.url}/status", params={"key": key, "code": code}, retry=0.01, max_reconnects=2
         ) as source:
             await anext(source)
     assert info.value.attempts == 2
     cause = info.value.__cause__
-    assert isinstance(cause, SSEResponseError) and cause.status_code == 503
+    assert isinstance(cause, SSEResponseError) and cause.status_code == code
     assert info.value.cause is cause
     assert len(seen_by(server, key)["ids"]) == 3  # the first request and two reconnects
 
