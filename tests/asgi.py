@@ -117,3 +117,23 @@ async def asgi_call(app: ASGIApp, **scope: Any) -> AsyncIterator[ASGICall]:
         call.disconnect()
         with anyio.fail_after(5):
             await call.done.wait()
+
+
+class StuckClient:
+    """Stays connected but stops reading: every body send blocks forever."""
+
+    def __init__(self) -> None:
+        self.blocked: list[Message] = []
+        self._request_sent = False
+
+    async def receive(self) -> Message:
+        if not self._request_sent:
+            self._request_sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.body":
+            self.blocked.append(message)
+            await anyio.sleep_forever()

@@ -16,12 +16,11 @@ from datetime import datetime
 import anyio
 import httpx
 import pytest
-from starlette.types import Message
 
 from sse_starlette.parser import EventStreamParser
 from sse_starlette.sse import AppStatus, SendTimeoutError
 from sse_starlette.testing import SSETestClient
-from tests.asgi import http_scope
+from tests.asgi import StuckClient, http_scope
 from tests.servers import ROOT
 
 basic = importlib.import_module("examples.01_basic_sse")
@@ -204,23 +203,10 @@ async def test_advanced_client_that_stops_reading_is_dropped_after_the_send_time
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(advanced, "SEND_TIMEOUT_SECONDS", 0.1)
-    blocked: list[Message] = []
-    requests = [{"type": "http.request", "body": b"", "more_body": False}]
-
-    async def receive() -> Message:
-        if requests:
-            return requests.pop()
-        await anyio.sleep_forever()  # connected, but the client sends nothing more
-        raise AssertionError("unreachable")
-
-    async def stops_reading(message: Message) -> None:
-        if message["type"] == "http.response.body":
-            blocked.append(message)
-            await anyio.sleep_forever()
-
+    client = StuckClient()
     with anyio.fail_after(5), pytest.raises(SendTimeoutError):
-        await advanced.app(http_scope(path="/readings"), receive, stops_reading)
-    (first,) = blocked  # the first reading's send never completed; nothing was sent after it
+        await advanced.app(http_scope(path="/readings"), client.receive, client.send)
+    (first,) = client.blocked  # the first reading's send never completed; nothing was sent after it
     assert first["body"].startswith(b"id: 1\r\nevent: reading\r\n")
 
 

@@ -27,7 +27,7 @@ from starlette.types import Message
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from sse_starlette.sse import AppStatus, SendTimeoutError
-from tests.asgi import ASGICall, asgi_call, http_scope
+from tests.asgi import ASGICall, StuckClient, asgi_call, http_scope
 
 PING_COMMENT = re.compile(
     rb": ping - \d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?\+00:00\n\n",
@@ -65,26 +65,6 @@ def header_pairs(call: ASGICall) -> list[tuple[str, str]]:
 
 def header(call: ASGICall, name: str) -> list[str]:
     return [v for k, v in header_pairs(call) if k == name]
-
-
-class StuckClient:
-    """Stays connected but stops reading: every body send blocks forever."""
-
-    def __init__(self) -> None:
-        self.blocked: list[Message] = []
-        self._request_sent = False
-
-    async def receive(self) -> Message:
-        if not self._request_sent:
-            self._request_sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await anyio.sleep_forever()
-        raise AssertionError("unreachable")
-
-    async def send(self, message: Message) -> None:
-        if message["type"] == "http.response.body":
-            self.blocked.append(message)
-            await anyio.sleep_forever()
 
 
 # --- headers -----------------------------------------------------------------------------
