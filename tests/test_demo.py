@@ -38,8 +38,9 @@ class Stream:
 
 
 @contextlib.contextmanager
-def events(url: str) -> Iterator[Stream]:
-    with httpx.stream("GET", f"{url}/events", timeout=10) as response:
+def events(url: str, last_event_id: str | None = None) -> Iterator[Stream]:
+    headers = {} if last_event_id is None else {"Last-Event-ID": last_event_id}
+    with httpx.stream("GET", f"{url}/events", headers=headers, timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/event-stream; charset=utf-8"
         yield Stream(response)
@@ -93,6 +94,22 @@ def test_demo_processes_on_one_redis_share_the_chat_and_both_tickers(
             stream.read_until(
                 chat_pattern(first.url.removeprefix("http://"), "from the first process")
             )
+
+
+@pytest.mark.server
+def test_a_demo_on_redis_restarted_loses_nothing(redis_server: RedisServer) -> None:
+    args = ("demo", "--port", "0", "--tick", "0", "--redis", redis_server.url)
+    with start_cli(*args) as demo:
+        label = demo.url.removeprefix("http://")
+        with events(demo.url) as stream:
+            chat(demo.url, "ada", "before")
+            seen = stream.read_until(chat_pattern(label, "before"))[1]
+    with start_cli(*args) as restarted:
+        chat(restarted.url, "ada", "while away")
+        with events(restarted.url, last_event_id=seen) as stream:
+            stream.read_until(chat_pattern(restarted.url.removeprefix("http://"), "while away"))
+            assert "before" not in stream.text
+            assert "event: reset" not in stream.text
 
 
 # --- in-process ----------------------------------------------------------------------------------
