@@ -35,6 +35,7 @@ from sse_starlette import EventSourceResponse, _shutdown
 from sse_starlette.sse import AppStatus
 from tests.apps.shutdown import app
 from tests.asgi import asgi_call
+from tests.cli import listening_socket
 from tests.servers import Server, Streams, start_server
 
 APP = "tests.apps.shutdown:app"
@@ -395,14 +396,6 @@ def test_reload_restarts_at_once_with_streams_open(tmp_path: Path) -> None:
 # --- several servers in one process -------------------------------------------------------------
 
 
-def listening_socket() -> socket.socket:
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    return sock
-
-
 class InProcess:
     """A server serving tests/apps/shutdown.py in a thread of the test process, on its own loop."""
 
@@ -538,6 +531,45 @@ def test_stopping_one_in_process_server_ends_only_its_own_streams() -> None:
                 server.join()
         for streams in opened:
             streams.close()
+
+
+@pytest.mark.server
+def test_two_servers_sharing_one_loop_share_their_shutdown() -> None:
+    # The drain reaches a loop's streams, not a server's: docs/shutdown.md says so.
+    other_sock = listening_socket()
+    stop_first: list[Callable[[], None]] = []
+
+    def run(this: InProcess) -> None:
+        async def serve_both() -> None:
+            first, second = (
+                uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+                for _ in range(2)
+            )
+            stop_first.append(lambda: setattr(first, "should_exit", True))
+            this.stop = lambda: setattr(second, "should_exit", True)
+            this.ready.set()
+            await asyncio.gather(
+                first.serve(sockets=[socket.socket(fileno=os.dup(this.sock.fileno()))]),
+                second.serve(sockets=[socket.socket(fileno=os.dup(other_sock.fileno()))]),
+            )
+
+        asyncio.run(serve_both())
+
+    server = InProcess(run)
+    first_streams = Streams(server.port, ["/ticks"] * 3)
+    second_streams = Streams(other_sock.getsockname()[1], ["/ticks"] * 3)
+    try:
+        for streams in (first_streams, second_streams):
+            streams.wait_for(b"data: 1\r\n")
+        stop_first[0]()  # only the first server is told to stop, from this thread
+        for streams in (first_streams, second_streams):
+            streams.wait_closed(timeout=5)
+            assert_clean_ends(streams, "")
+    finally:
+        server.join()
+        other_sock.close()
+        first_streams.close()
+        second_streams.close()
 
 
 @pytest.mark.server
