@@ -242,37 +242,67 @@ class EventSourceResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         _install_server_hooks()
+        # A scope without `type` or `method` (`{}`, in tests written for the published
+        # package) is an HTTP GET.
+        kind = scope.get("type", "http")
         headers = self.raw_headers
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             # An event stream is no websocket: answer the handshake with the response's
             # status and headers and no body, and never start the generator.
             send = _websocket_denial(send)
-        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
-            headers = _with_keep_alive(headers)  # forbidden in HTTP/2 and 3
-        await send({"type": "http.response.start", "status": self.status_code, "headers": headers})
-        if scope["type"] == "websocket" or scope.get("method") == "HEAD":
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif kind != "http":
+            # ASGI: an app raises on a scope type it does not support (a bare response used
+            # as the app gets `lifespan`), before touching its content or data sender.
+            raise RuntimeError(f"EventSourceResponse cannot serve an ASGI {kind!r} scope")
+        elif scope.get("http_version", "1.1") not in ("1.0", "1.1"):
+            headers = _without_connection(headers)  # forbidden in HTTP/2 and 3
+        start = {"type": "http.response.start", "status": self.status_code, "headers": headers}
+        method = scope.get("method", "GET")
+        if kind == "websocket" or (method != "GET" and method.upper() == "HEAD"):
+            send = _bounded(send, self.send_timeout)
+            await send(start)
+            await send(_FINAL_CHUNK)
         else:
-            await _Stream(self, send).run(receive)
+            await _Stream(self, send).run(receive, start)
         if self.background is not None:
             await self.background()
+
+
+# The end of a response: the client sees a clean end of the stream.
+_FINAL_CHUNK: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+def _bounded(send: Send, timeout: float | None) -> Send:
+    """`send`, raising `SendTimeoutError` when one send takes longer than `timeout` seconds."""
+    if timeout is None:
+        return send
+
+    async def bounded(message: Message) -> None:
+        with _move_on_after(timeout) as timer:
+            await send(message)
+        if timer.cancelled_caught:
+            raise SendTimeoutError(f"send did not complete within send_timeout={timeout}s")
+
+    return bounded
 
 
 def _header_list(
     headers: Mapping[str, str] | None, media_type: str | None, charset: str
 ) -> tuple[tuple[bytes, bytes], ...]:
     """The response's raw headers."""
-    # Header names compare case-insensitively: a user's Cache-Control, Connection or
-    # Content-Type replaces the default; X-Accel-Buffering is always "no" (nginx would
-    # otherwise hold events back), as in the published package.
+    # Header names compare case-insensitively: a user's Cache-Control or Content-Type
+    # replaces the default; as in the published package, Connection stays keep-alive (a
+    # stream is long-lived by nature; `__call__` drops it on HTTP/2) and X-Accel-Buffering
+    # "no" (nginx would otherwise hold events back).
     user = [
         (name.lower().encode("latin-1"), value.encode("latin-1"))
         for name, value in (headers or {}).items()
-        if name.lower() != "x-accel-buffering"
+        if name.lower() not in ("x-accel-buffering", "connection")
     ]
     names = {name for name, _ in user}
     raw = [] if b"cache-control" in names else [(b"cache-control", b"no-store")]
     raw += user
+    raw.append((b"connection", b"keep-alive"))
     raw.append((b"x-accel-buffering", b"no"))
     content_type = media_type
     if content_type is not None and b"content-type" not in names:
@@ -288,13 +318,10 @@ def _default_headers(media_type: str | None, charset: str) -> tuple[tuple[bytes,
     return _header_list(None, media_type, charset)
 
 
-def _with_keep_alive(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _without_connection(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     # Looked for on each call, not noted at construction: `response.headers` may have
-    # set or removed the user's Connection header since.
-    for name, _ in headers:
-        if name == b"connection":
-            return headers
-    return [*headers, (b"connection", b"keep-alive")]
+    # set or removed the Connection header since.
+    return [(name, value) for name, value in headers if name != b"connection"]
 
 
 def _non_negative(name: str, value: float | None) -> Any:
@@ -304,43 +331,59 @@ def _non_negative(name: str, value: float | None) -> Any:
 
 
 class _Stream:
-    """The state of one open stream, from the first event to the end of the response."""
+    """The state of one open stream, from the response start to the end of the response."""
 
-    __slots__ = ("disconnected", "error", "exhausted", "loop", "response", "scope", "send")
+    __slots__ = (
+        "completing",
+        "disconnected",
+        "error",
+        "iterating",
+        "loop",
+        "response",
+        "scope",
+        "send",
+        "send_start",
+        "started",
+    )
 
     def __init__(self, response: EventSourceResponse, send: Send) -> None:
         self.response = response
-        self.send = send
+        # As in the published package, `send_timeout` bounds the body's sends; the start of a
+        # GET is bounded by the disconnect and the drain alone.
+        self.send = _bounded(send, response.send_timeout)
+        self.send_start = send
         self.loop = _shutdown.loop_handle()
         # What a disconnect, a helper's error or a drain cancels: the body loop only. Helpers
         # are cancelled when it has ended, and the generator is closed outside this scope, so
         # that its clean-up gets `cleanup_timeout` whatever cancelled the loop.
         self.scope = _move_on_after()
+        self.started = False  # the response start was handed to the server
         self.disconnected = False
-        self.exhausted = False  # the iterator ended by itself: nothing to close
+        self.iterating = False  # the iterator was started and has not ended: close it
+        self.completing = False  # sending the final chunk: no more pings
         self.error: BaseException | None = None
 
-    async def run(self, receive: Receive) -> None:
+    async def run(self, receive: Receive, start: Message) -> None:
         response = self.response
         _shutdown.register(self)  # a drain under way ends the stream at once
         try:
             async with _HelperTasks() as helpers:
                 helpers.start(self._listen(receive))
-                if response.ping_interval:
-                    helpers.every(response.ping_interval, self._ping)  # until it returns 0
+                # Beside the response start, as the published package starts it: a data
+                # sender may have to run before the server's `send` of the start returns.
                 if response.data_sender_callable is not None:
                     helpers.start(self._guarded(response.data_sender_callable()))
                 try:
                     with self.scope:
-                        await self._send_events()
+                        await self._send_events(start, helpers)
                 finally:
-                    if not self.exhausted:
+                    if self.iterating:
                         await self._close(response.body_iterator)
+                if self.error is None and not self.disconnected:
+                    # Still beside the listener: it listens until the response is complete.
+                    await self._complete(start)
             if self.error is not None:
                 raise self.error
-            if not self.disconnected:
-                # The final empty chunk: the client sees a clean end of the response.
-                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             # Only now: a server hook that waits for the streams to end (daphne's) waits for
             # complete responses.
@@ -359,31 +402,46 @@ class _Stream:
             self.error = exc
         self.scope.cancel()
 
-    async def _send_events(self) -> None:
+    async def _send_events(self, start: Message, helpers: _HelperTasks) -> None:
         response, send, sep = self.response, self.send, self.response.sep
-        timeout = response.send_timeout
         try:
+            # Marked first: a start that was interrupted may have reached the server, and a
+            # second start would break the response.
+            self.started = True
+            await self.send_start(start)
+            if response.ping_interval:
+                helpers.every(response.ping_interval, self._ping)  # until it returns 0
+            self.iterating = True
             async for item in response.body_iterator:
                 if self.disconnected:
                     return
-                message = {
-                    "type": "http.response.body",
-                    "body": ensure_bytes(item, sep),
-                    "more_body": True,
-                }
-                if timeout is None:
-                    await send(message)
-                else:
-                    await self._send_with_timeout(message, timeout)
-            self.exhausted = True
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": ensure_bytes(item, sep),
+                        "more_body": True,
+                    }
+                )
+            self.iterating = False
         except Exception as exc:
             self._fail(exc)
 
-    async def _send_with_timeout(self, message: Message, timeout: float) -> None:
-        with _move_on_after(timeout) as timer:
-            await self.send(message)
-        if timer.cancelled_caught:
-            raise SendTimeoutError(f"send did not complete within send_timeout={timeout}s")
+    async def _complete(self, start: Message) -> None:
+        """Send the final empty chunk (after the start, if a drain came before it).
+
+        The client then sees a clean end of the response. A disconnect or a drain cancels it;
+        a peer that has gone (ASGI 2.4's `OSError`) or stopped reading (`SendTimeoutError`)
+        ends the response quietly: there is nobody left to tell, and `background` still runs.
+        """
+        self.completing = True
+        self.scope = _move_on_after()
+        try:
+            with self.scope:
+                if not self.started:
+                    await self.send_start(start)
+                await self.send(_FINAL_CHUNK)
+        except OSError:
+            pass
 
     async def _close(self, iterator: Any) -> None:
         """Close the generator after a failed or interrupted send, so its `finally` runs."""
@@ -399,7 +457,8 @@ class _Stream:
             except Exception:
                 # The error that interrupted the stream is the one to raise, not this.
                 logger.exception("generator raised while being closed")
-        if timer.cancelled_caught:
+        # `cancel_called`: a generator that swallowed the cancellation was still cut short.
+        if timer.cancel_called:
             logger.warning("generator cleanup exceeded cleanup_timeout=%ss; cancelled", limit)
 
     async def _listen(self, receive: Receive) -> None:
@@ -420,8 +479,8 @@ class _Stream:
     async def _ping(self) -> float:
         """Send a ping; return the seconds until the next one, 0 for none."""
         response = self.response
-        if self.disconnected or self.error is not None:
-            return 0  # nobody to keep alive: the stream is only cleaning up
+        if self.disconnected or self.error is not None or self.completing:
+            return 0  # nobody to keep alive, or the stream is ending
         try:
             factory = response.ping_message_factory
             ping = factory() if factory is not None else _ping_comment(response.sep)
@@ -430,10 +489,7 @@ class _Stream:
                 "body": ensure_bytes(ping, response.sep),
                 "more_body": True,
             }
-            if response.send_timeout is None:
-                await self.send(message)
-            else:
-                await self._send_with_timeout(message, response.send_timeout)
+            await self.send(message)
         except Exception as exc:
             self._fail(exc)
             return 0

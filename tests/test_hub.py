@@ -523,6 +523,8 @@ async def test_streams_ended_by_server_shutdown_are_counted_as_shutdown() -> Non
     async with running_hub() as hub, hub.subscribe("topic=t") as call:
         AppStatus.should_exit = True
         await call.wait_until(lambda c: c.complete)
+        with anyio.fail_after(5):  # the stream is counted once its response has returned
+            await call.done.wait()
         AppStatus.should_exit = False
         assert (await hub.metrics())['sse_hub_disconnects_total{reason="shutdown"}'] == 1
 

@@ -128,10 +128,17 @@ async def test_connection_keep_alive_only_on_http1(http_version: str, expected: 
 
 
 @pytest.mark.anyio
-async def test_user_connection_header_is_not_duplicated_on_http1() -> None:
-    response = EventSourceResponse(idle_after("x"), headers={"Connection": "keep-alive"})
+@pytest.mark.parametrize("value", ["keep-alive", "close", "Upgrade"])
+async def test_user_connection_header_does_not_replace_keep_alive(value: str) -> None:
+    # As in the published package (its tests pin it): a stream is long-lived by nature.
+    response = EventSourceResponse(idle_after("x"), headers={"Connection": value})
+    assert (b"connection", b"keep-alive") in response.raw_headers
     call = await first_chunk(response, http_version="1.1")
     assert header(call, "connection") == ["keep-alive"]
+    call = await first_chunk(
+        EventSourceResponse(idle_after("x"), headers={"Connection": value}), http_version="2"
+    )
+    assert header(call, "connection") == []
 
 
 @pytest.mark.anyio
@@ -704,6 +711,31 @@ async def test_memory_channel_fed_by_data_sender_streams_all_items_then_ends() -
 
 
 @pytest.mark.anyio
+async def test_the_data_sender_starts_alongside_the_response_start() -> None:
+    # A transport whose writer must register before the server's first `send` returns (the
+    # MCP SDK's, say) deadlocks if the data sender starts only after the start was sent.
+    registered = anyio.Event()
+    sent: list[Message] = []
+
+    async def sender() -> None:
+        registered.set()
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            await registered.wait()
+        sent.append(message)
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    response = EventSourceResponse(iter(["a"]), ping=0, data_sender_callable=sender)
+    with anyio.fail_after(5):
+        await response(http_scope(), receive, send)
+    assert [m["type"] for m in sent] == ["http.response.start", *["http.response.body"] * 2]
+
+
+@pytest.mark.anyio
 async def test_a_data_sender_still_cleaning_up_is_waited_for_before_the_response_ends() -> None:
     order: list[str] = []
 
@@ -742,6 +774,57 @@ async def test_head_sends_headers_and_an_empty_body_without_starting_the_generat
     assert header(call, "content-type") == ["text/event-stream; charset=utf-8"]
     assert call.messages[1] == {"type": "http.response.body", "body": b"", "more_body": False}
     assert not probe.started
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method", ["head", "Head"])
+async def test_head_in_any_case_is_answered_with_headers_only(method: str) -> None:
+    probe = Probe()
+    async with asgi_call(EventSourceResponse(idle_after("x", probe)), method=method) as call:
+        await app_ended(call)
+    assert [m["type"] for m in call.messages] == ["http.response.start", "http.response.body"]
+    assert call.complete
+    assert not probe.started
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stalls", ["http.response.start", "http.response.body"])
+async def test_send_timeout_bounds_both_sends_of_a_head_response(stalls: str) -> None:
+    ran: list[str] = []
+
+    async def send(message: Message) -> None:
+        if message["type"] == stalls:
+            await anyio.sleep_forever()
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    response = EventSourceResponse(
+        idle_after("x"), send_timeout=0.05, background=BackgroundTask(ran.append, "bg")
+    )
+    with anyio.fail_after(5), pytest.raises(SendTimeoutError):
+        await response({"type": "http", "method": "HEAD"}, receive, send)
+    assert ran == []  # as for any failed response: the background task does not run
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("scope", [{}, {"type": "http"}, {"method": "GET"}])
+async def test_a_scope_without_type_or_method_is_an_http_get(scope: dict[str, Any]) -> None:
+    # The published package's tests (and users' tests written after them) call `response({},
+    # receive, send)`.
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def receive() -> Message:
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    with anyio.fail_after(5):
+        await EventSourceResponse(iter(["a"]), ping=0)(scope, receive, send)
+    assert [m.get("body") for m in sent] == [None, b"data: a\r\n\r\n", b""]
 
 
 @pytest.mark.anyio
@@ -785,6 +868,95 @@ async def test_background_task_runs_after_the_stream_ends() -> None:
         calls.append(call)
         await app_ended(call)
     assert seen == [[b"data: a\r\n\r\n", b"data: b\r\n\r\n", b""]]
+
+
+# --- the final empty chunk -------------------------------------------------------------------
+
+FINAL_CHUNK = {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+@pytest.mark.anyio
+async def test_a_request_message_during_the_final_send_does_not_cancel_it() -> None:
+    # The listener keeps listening until the response is complete: a message other than
+    # http.disconnect arriving while the final chunk is being sent changes nothing.
+    final_started, listener_woke = anyio.Event(), anyio.Event()
+    sent: list[Message] = []
+    receives = 0
+
+    async def receive() -> Message:
+        nonlocal receives
+        receives += 1
+        if receives == 1:
+            await final_started.wait()
+            listener_woke.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError  # pragma: no cover
+
+    async def send(message: Message) -> None:
+        if message == FINAL_CHUNK:
+            final_started.set()
+            await listener_woke.wait()
+            await anyio.lowlevel.checkpoint()
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await EventSourceResponse(iter(["last"]), ping=0)(http_scope(), receive, send)
+    assert sent[-1] == FINAL_CHUNK
+
+
+def final_send_fails(how: str, drain: bool) -> Any:
+    """A send whose final chunk raises OSError or stalls; `drain`: the first event drains."""
+
+    async def send(message: Message) -> None:
+        if message.get("body") and drain:
+            AppStatus.should_exit = True
+        if message == FINAL_CHUNK:
+            if how == "OSError":
+                raise OSError("peer gone")  # what ASGI 2.4 servers raise
+            await anyio.sleep_forever()
+
+    return send
+
+
+async def never_receives() -> Message:
+    await anyio.sleep_forever()
+    raise AssertionError  # pragma: no cover
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["OSError", "stalls"])
+@pytest.mark.parametrize("ending", ["generator ends", "drain"])
+async def test_a_failed_final_send_ends_the_response_quietly_and_background_runs(
+    how: str, ending: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran: list[str] = []
+    content = iter(["a"]) if ending == "generator ends" else idle_after("a")
+    response = EventSourceResponse(
+        content, ping=0, send_timeout=0.05, background=BackgroundTask(ran.append, "background")
+    )
+    send = final_send_fails(how, drain=ending == "drain")
+    with anyio.fail_after(5):
+        await response(http_scope(), never_receives, send)
+    assert ran == ["background"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.anyio
+async def test_a_disconnect_ends_a_stalled_final_send_without_send_timeout() -> None:
+    stalled = anyio.Event()
+
+    async def send(message: Message) -> None:
+        if message == FINAL_CHUNK:
+            stalled.set()
+            await anyio.sleep_forever()
+
+    async def receive() -> Message:
+        await stalled.wait()
+        return {"type": "http.disconnect"}
+
+    with anyio.fail_after(5):
+        await EventSourceResponse(iter(["a"]), ping=0)(http_scope(), receive, send)
 
 
 # --- shutdown ----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class Probe:
 
     def __init__(self) -> None:
         self.finalized = anyio.Event()
+        self.raising = anyio.Event()  # /boom's generator is about to raise
         self.close_messages: list[Message] = []
         self.lifespan: list[str] = []
 
@@ -88,6 +89,7 @@ def make_app(probe: Probe) -> Starlette:
     async def boom(request: Request) -> EventSourceResponse:
         async def events() -> AsyncIterator[str]:
             yield "before"
+            probe.raising.set()
             raise LookupError("the generator failed")
 
         return EventSourceResponse(events())
@@ -365,11 +367,16 @@ async def test_app_error_is_raised_by_the_wait_that_finds_it(app: Starlette) -> 
 
 
 @pytest.mark.anyio
-async def test_app_error_nobody_waited_for_is_raised_when_the_block_ends(app: Starlette) -> None:
+async def test_app_error_nobody_waited_for_is_raised_when_the_block_ends(
+    app: Starlette, probe: Probe
+) -> None:
     async with SSETestClient(app) as client:
         with pytest.raises(LookupError, match="the generator failed"):
             async with client.stream("/boom") as stream:
                 await stream.next()
+                # Leaving only once the generator has raised: a disconnect that came first
+                # would end the stream before the error (either order is a correct stream).
+                await probe.raising.wait()
 
 
 @pytest.mark.anyio
