@@ -235,6 +235,10 @@ class Streams:
         closed = [i for i, at in enumerate(self.closed_at) if at is not None]
         assert not closed, f"closed before {marker!r}: {[self.data[i] for i in closed[:3]]}"
 
+    def wait_ended(self, timeout: float = 10) -> None:
+        """Every response has ended (its final chunk arrived); the connection may stay open."""
+        self._read_until(lambda i: self.ended_at[i] is not None, "the final chunk", timeout)
+
     def wait_closed(self, timeout: float = 10) -> None:
         """Every server has closed its side of the connection (end of file)."""
         self._read_until(lambda i: self.closed_at[i] is not None, "the end", timeout)
