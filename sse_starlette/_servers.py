@@ -13,6 +13,12 @@ the server's module have been imported, in either order.
   `WorkerSignal` its server stops on.
 - daphne: `Server.kill_all_applications`, Twisted's before-shutdown trigger, fired by
   Twisted's signal handler.
+
+A hook is a guest: it first looks up everything it patches, and only then patches. Should a
+server release have moved any of it, the hook logs one warning naming the server and its
+version and leaves that server untouched (its streams then end on `AppStatus.should_exit` /
+`drain()` only). `SSE_STARLETTE_NO_SERVER_HOOKS` (read once, before any patching) turns hooks
+off: `1` for every server, or a comma-separated list of names (`uvicorn,daphne`).
 """
 
 from __future__ import annotations
@@ -23,18 +29,28 @@ import contextvars
 import functools
 import importlib.abc
 import importlib.machinery
+import importlib.metadata
+import inspect
+import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from sse_starlette import _shutdown
 
-__all__ = ["install"]
+__all__ = ["OPT_OUT", "install"]
+
+logger = logging.getLogger("sse_starlette")
+
+#: The environment variable that turns server hooks off: "1" (all) or server names.
+OPT_OUT = "SSE_STARLETTE_NO_SERVER_HOOKS"
 
 _installed: set[str] = set()
+_warned: set[str] = set()
 # Set by install(), which is what puts any hook in place.
 _automatic: Callable[[], bool]
 _uvicorn_hooked: Callable[[Callable[..., Any]], None]
@@ -60,9 +76,57 @@ def install(
 
 
 def _hook(module: str) -> None:
-    if module not in _installed:
-        _installed.add(module)
-        _HOOKS[module]()
+    if module in _installed:
+        return
+    _installed.add(module)
+    hook = _HOOKS[module]
+    try:
+        hook.install()
+    except Exception as exc:
+        # The hook looks everything up before it patches: nothing of the server was changed.
+        # Never raise: this runs inside the server's own `import`.
+        if hook.server not in _warned:
+            _warned.add(hook.server)
+            logger.warning(
+                "sse_starlette: cannot hook %s %s (%s: %s); its streams end on server shutdown "
+                "only through AppStatus.should_exit or sse_starlette.drain(). Set %s=%s to "
+                "silence this.",
+                hook.server,
+                _version(hook.server),
+                type(exc).__name__,
+                exc,
+                OPT_OUT,
+                hook.server,
+            )
+
+
+def _version(server: str) -> str:
+    module = sys.modules.get(server)
+    version = getattr(module, "__version__", None)
+    if isinstance(version, str):
+        return version
+    try:
+        return importlib.metadata.version(server)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
+
+
+def _opted_out(value: str) -> frozenset[str]:
+    """The servers `SSE_STARLETTE_NO_SERVER_HOOKS` names; "*" for all."""
+    value = value.strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return frozenset()
+    if value in ("1", "true", "yes", "on", "all", "*"):
+        return frozenset("*")
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def _require_call(function: Any, *args: Any, **kwargs: Any) -> None:
+    """Raise `TypeError` unless `function` accepts the call the hook makes of it."""
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as exc:
+        raise TypeError(f"{function.__qualname__}{inspect.signature(function)}: {exc}") from None
 
 
 class _HookOnImport(importlib.abc.MetaPathFinder):
@@ -108,6 +172,8 @@ def _hook_uvicorn() -> None:
 
     original_exit = Server.handle_exit
     original_shutdown = Server.shutdown
+    _require_call(original_exit, "self", "sig", "frame")
+    _require_call(original_shutdown, "self", sockets=None)
 
     def handle_exit(self: Server, sig: int, frame: Any) -> None:
         # Runs in the main thread, between two bytecodes of the loop it interrupted: the
@@ -115,13 +181,13 @@ def _hook_uvicorn() -> None:
         # installs signal handlers). Elsewhere shutdown() below does the drain.
         loop = asyncio._get_running_loop()
         if loop is not None and _automatic():
-            _shutdown.drain_loop(loop, self.config.timeout_graceful_shutdown)
+            _shutdown.drain_loop(loop, _uvicorn_grace(self))
         original_exit(self, sig, frame)
 
     async def shutdown(self: Server, sockets: Any = None) -> None:
         loop = asyncio.get_running_loop()
         if _automatic():
-            _shutdown.drain_loop(loop, self.config.timeout_graceful_shutdown)
+            _shutdown.drain_loop(loop, _uvicorn_grace(self))
         try:
             await original_shutdown(self, sockets=sockets)
         finally:
@@ -138,6 +204,10 @@ def _hook_uvicorn() -> None:
             server = getattr(handler, "__self__", None)
             if isinstance(server, Server) and handler != server.handle_exit:
                 signal.signal(sig, server.handle_exit)
+
+
+def _uvicorn_grace(server: Any) -> float | None:
+    return getattr(getattr(server, "config", None), "timeout_graceful_shutdown", None)
 
 
 # --- hypercorn ----------------------------------------------------------------------------------
@@ -168,18 +238,27 @@ def _hook_hypercorn(flavour: str) -> None:
     run: Any = sys.modules[f"hypercorn.{flavour}.run"]
     package: Any = sys.modules[f"hypercorn.{flavour}"]
 
-    class WorkerContext(run.WorkerContext):  # type: ignore[misc]
+    context: type = run.WorkerContext
+    original = run.worker_serve
+    _require_call(original, "app", "config")
+
+    class WorkerContext(context):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            timeout = getattr(_hypercorn_config.get(None), "graceful_timeout", None)
-            self.terminated = _DrainOnSet(vars(self)["terminated"], timeout)
+            terminated = vars(self).get("terminated")
+            # Only an event whose `set` is awaited, as the hook's is: else left as it is.
+            if inspect.iscoroutinefunction(getattr(terminated, "set", None)):
+                timeout = getattr(_hypercorn_config.get(None), "graceful_timeout", None)
+                self.terminated = _DrainOnSet(terminated, timeout)
 
-    run.WorkerContext = WorkerContext
     # `hypercorn.<flavour>.serve()` calls the name its package imported, the CLI workers the
-    # one in `run`: wrap both.
-    wrapped = _wrap_worker_serve(run.worker_serve)
+    # one in `run`: wrap both. While the package is still being imported (it imports `run`
+    # first), it has no name yet and takes the wrapped one from `run`.
+    wrapped = _wrap_worker_serve(original)
+    run.WorkerContext = WorkerContext
     run.worker_serve = wrapped
-    package.worker_serve = wrapped
+    if getattr(package, "worker_serve", original) is original:
+        package.worker_serve = wrapped
 
 
 def _wrap_worker_serve(original: Any) -> Any:
@@ -208,6 +287,8 @@ def _hook_granian() -> None:
     # own handlers do.
     _signals: Any = sys.modules["granian._signals"]
     original = _signals.set_loop_signals
+    _require_call(original, "loop")
+    get_signals = _signals._get_signals
 
     def set_loop_signals(loop: Any) -> Any:
         worker_signal = original(loop)
@@ -217,7 +298,7 @@ def _hook_granian() -> None:
                 _shutdown.drain_loop(loop)
             worker_signal.set()
 
-        for sig in _signals._get_signals():
+        for sig in get_signals():
             try:
                 loop.add_signal_handler(sig, stopping)
             except NotImplementedError:  # as granian does
@@ -235,6 +316,7 @@ def _hook_daphne() -> None:
     from twisted.internet import defer
 
     original = Server.kill_all_applications
+    _require_call(original, "self")
 
     def kill_all_applications(self: Any) -> Any:
         # Twisted's before-shutdown trigger, on the reactor's asyncio loop. daphne cancels
@@ -244,7 +326,7 @@ def _hook_daphne() -> None:
         if not _automatic():
             return original(self)
         loop = asyncio.get_event_loop()
-        timeout = self.application_close_timeout
+        timeout = getattr(self, "application_close_timeout", None)
         _shutdown.drain_loop(loop, timeout)
         ended = loop.create_future()
 
@@ -267,11 +349,20 @@ def _hook_daphne() -> None:
     Server.kill_all_applications = kill_all_applications
 
 
+class _Hook(NamedTuple):
+    server: str  # the distribution: named in the warning and in the opt-out
+    install: Callable[[], None]
+
+
 # module whose import means the server may run -> its hook
-_HOOKS: dict[str, Callable[[], None]] = {
-    "uvicorn.server": _hook_uvicorn,
-    "hypercorn.asyncio.run": functools.partial(_hook_hypercorn, "asyncio"),
-    "hypercorn.trio.run": functools.partial(_hook_hypercorn, "trio"),
-    "granian._signals": _hook_granian,
-    "daphne.server": _hook_daphne,
+_HOOKS: dict[str, _Hook] = {
+    "uvicorn.server": _Hook("uvicorn", _hook_uvicorn),
+    "hypercorn.asyncio.run": _Hook("hypercorn", functools.partial(_hook_hypercorn, "asyncio")),
+    "hypercorn.trio.run": _Hook("hypercorn", functools.partial(_hook_hypercorn, "trio")),
+    "granian._signals": _Hook("granian", _hook_granian),
+    "daphne.server": _Hook("daphne", _hook_daphne),
 }
+
+# Read once, before any patching: a server opted out of is never hooked, nor looked for.
+_OPTED_OUT = _opted_out(os.environ.get(OPT_OUT, ""))
+_installed.update(module for module, hook in _HOOKS.items() if {"*", hook.server} & _OPTED_OUT)
