@@ -4,7 +4,7 @@ VENV := .venv
 UPSTREAM := .venv-upstream
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench bench-quick clean
+.PHONY: demo test check upstream-tests bench bench-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed $(UPSTREAM)/.installed
 	$(BIN)/python -m pytest
 
+# The published package's own public tests (3.0.2, 3.7.0, 3.7.1), downloaded from PyPI at run
+# time and run against this project in a virtualenv of their own: one line per version.
+upstream-tests:
+	$(PYTHON) upstream/run.py
+
 check: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,4 +42,4 @@ bench-quick: $(VENV)/.installed $(UPSTREAM)/.installed
 	$(BIN)/python bench/run.py --quick    # ~1 min
 
 clean:
-	rm -rf $(VENV) $(UPSTREAM)
+	rm -rf $(VENV) $(UPSTREAM) .venv-upstream-tests
