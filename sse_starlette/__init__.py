@@ -5,4 +5,6 @@ from sse_starlette.event import JSONServerSentEvent, ServerSentEvent
 from sse_starlette.sse import EventSourceResponse
 
 __all__ = ["EventSourceResponse", "JSONServerSentEvent", "ServerSentEvent", "drain", "undrain"]
-__version__ = "0.1.0"
+# Above the newest published 3.x (3.7.1), so that pip keeps it beside packages that require
+# sse-starlette>=3 (mcp); CHANGELOG.md says what differs from 3.7.1.
+__version__ = "3.8.0"

@@ -1,12 +1,14 @@
-"""Run the published sse-starlette's own public tests against this project.
+"""Run other people's tests against this project: the published sse-starlette's own public
+tests, and the SSE tests of the packages that depend on it.
 
-    python upstream/run.py [VERSION ...]
+    python upstream/run.py [SUITE ...]      # e.g. 3.7.1, mcp; default: all
 
-Each version's sdist is downloaded from PyPI at run time (its tests stay theirs and out of
-this repository). Its `tests/` and its pytest settings are unpacked beside two stand-ins for
-files the sdist does not ship (`conftest.py`, `anyio_compat.py`, in this folder) and run in a
-virtualenv of their own, with this project installed from the working tree. One line per
-version; exit status 1 if any public test failed.
+Each sdist is downloaded from PyPI at run time (the tests stay theirs and out of this
+repository). Its `tests/` and its pytest settings are unpacked (for sse-starlette beside two
+stand-ins for files its sdists do not ship: `conftest.py`, `anyio_compat.py`, in this folder)
+and run in a virtualenv of their own, with this project installed from the working tree
+beside the dependent, so pip must accept the pair. One line per suite; exit status 1 if any
+test failed.
 
 The tests left out are declared below, each with the reason: it imports, patches or calls a
 private helper of the published implementation, or needs a file the sdist does not contain.
@@ -26,19 +28,56 @@ from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-VENV = ROOT / ".venv-upstream-tests"
-SDISTS = VENV / "sdists"
+VENVS = ROOT / ".venv-upstream-tests"  # one virtualenv per distribution, and the sdists
 
-VERSIONS = ("3.0.2", "3.7.0", "3.7.1")
 
-# What upstream's tests import besides the package under test (their dev dependency group).
-REQUIREMENTS = (
+class Suite(NamedTuple):
+    distribution: str
+    version: str
+    requirements: tuple[str, ...]  # what its tests import besides the package under test
+    paths: tuple[str, ...] = ("tests",)  # what of its tests/ to run
+    stand_ins: bool = False  # add conftest.py and anyio_compat.py from this folder
+
+    @property
+    def name(self) -> str:
+        return self.version if self.distribution == "sse-starlette" else self.distribution
+
+
+# sse-starlette's own dev dependency group (as far as its public tests import it).
+_SSE_STARLETTE_TESTS = (
     "pytest>=8",
-    "pytest-asyncio>=0.25.0",  # their pytest settings say asyncio_mode = "auto"
+    "pytest-asyncio>=0.25.0",  # its pytest settings say asyncio_mode = "auto"
     "httpx>=0.28.1",  # 3.0.2
     "httpx2>=2.12.0",  # 3.7.x
     "uvicorn>=0.34.0",
     "asgi-lifespan>=2.1.0",
+)
+
+SUITES = (
+    *(
+        Suite("sse-starlette", version, _SSE_STARLETTE_TESTS, stand_ins=True)
+        for version in ("3.0.2", "3.7.0", "3.7.1")
+    ),
+    # The MCP Python SDK, sse-starlette's largest dependent: its SSE and streamable-HTTP
+    # transports, server side, client side and both together. Pinned, so that a new release
+    # of theirs cannot turn CI red overnight; raise it deliberately.
+    Suite(
+        "mcp",
+        "2.3.0",
+        (
+            "mcp[cli]==2.3.0",
+            *("pytest>=8.4", "trio", "inline-snapshot", "dirty-equals", "pytest-examples"),
+            *("pytest-pretty", "logfire", "opentelemetry-sdk", "blockbuster", "coverage"),
+        ),
+        (
+            "tests/shared/test_sse.py",
+            "tests/shared/test_streamable_http.py",
+            "tests/server/test_sse_security.py",
+            "tests/server/test_streamable_http_manager.py",
+            "tests/server/test_streamable_http_security.py",
+            "tests/interaction/transports",
+        ),
+    ),
 )
 
 
@@ -136,18 +175,22 @@ NEWER_WINS: dict[str, tuple[Left, ...]] = {
 
 
 def main(argv: list[str]) -> int:
-    python = _venv_python()
-    results = [run(version, python) for version in argv or VERSIONS]
+    unknown = set(argv) - {suite.name for suite in SUITES}
+    if unknown:
+        print(f"unknown suites {sorted(unknown)}; known: {[s.name for s in SUITES]}")
+        return 2
+    results = [run(suite) for suite in SUITES if not argv or suite.name in argv]
     return 0 if all(results) else 1
 
 
-def run(version: str, python: Path) -> bool:
-    """Run one version's public tests; print its line (and the output, if any failed)."""
-    private, newer = PRIVATE.get(version, ()), NEWER_WINS.get(version, ())
-    with tempfile.TemporaryDirectory(prefix=f"upstream-{version}-") as tmp:
-        _unpack(version, Path(tmp))
-        args = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        args += ["-c", "pyproject.toml", "--rootdir", tmp]
+def run(suite: Suite) -> bool:
+    """Run one suite; print its line (and the output, if any test failed)."""
+    python = _venv_python(suite)
+    private, newer = PRIVATE.get(suite.name, ()), NEWER_WINS.get(suite.name, ())
+    with tempfile.TemporaryDirectory(prefix=f"upstream-{suite.name}-") as tmp:
+        _unpack(suite, Path(tmp))
+        args = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no"]
+        args += ["-c", "pyproject.toml", "--rootdir", tmp, *suite.paths]
         for left in private:
             args += ["--deselect" if left.test else "--ignore", left.node]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
@@ -155,55 +198,60 @@ def run(version: str, python: Path) -> bool:
         result = subprocess.run(args, cwd=tmp, capture_output=True, text=True, env=env)
     ok = result.returncode == 0
     print(
-        f"sse-starlette {version}: {'pass' if ok else 'FAIL'}: {_summary(result.stdout)} "
-        f"({len(private)} files or tests left out as private, {len(newer)} where a newer "
-        "version's test wins)"
+        f"{suite.distribution} {suite.version}: {'pass' if ok else 'FAIL'}: "
+        f"{_summary(result.stdout)} ({len(private)} files or tests left out as private, "
+        f"{len(newer)} where a newer version's test wins)"
     )
     if not ok:
         print(result.stdout[-20000:], result.stderr[-5000:], sep="\n")
     return ok
 
 
-def _venv_python() -> Path:
-    python = VENV / "bin" / "python"
+def _venv_python(suite: Suite) -> Path:
+    venv = VENVS / suite.distribution
+    python = venv / "bin" / "python"
     if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        _pip("install", "-q", "--upgrade", "pip")
-        _pip("install", "-q", *REQUIREMENTS)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        _pip(python, "install", "-q", "--upgrade", "pip")
+        _pip(python, "install", "-q", *suite.requirements)
     # Not editable: an editable install puts this repository's own `tests` package on
-    # sys.path, where it would shadow the upstream `tests` package being run.
-    _pip("install", "-q", "--force-reinstall", "--no-deps", str(ROOT))
-    _pip("install", "-q", str(ROOT))  # and the project's own dependencies
+    # sys.path, where it would shadow the `tests` package being run. Then in one resolve
+    # with the dependent: pip must keep this project beside it, not swap in the published one.
+    _pip(python, "install", "-q", "--force-reinstall", "--no-deps", str(ROOT))
+    _pip(python, "install", "-q", str(ROOT), *suite.requirements)
     return python
 
 
-def _pip(*args: str) -> None:
-    subprocess.run([str(VENV / "bin" / "python"), "-m", "pip", *args], check=True)
+def _pip(python: Path, *args: str) -> None:
+    subprocess.run([str(python), "-m", "pip", *args], check=True)
 
 
-def _sdist(version: str) -> Path:
-    path = SDISTS / f"sse_starlette-{version}.tar.gz"
+def _sdist(suite: Suite) -> Path:
+    sdists = VENVS / "sdists"
+    stem = f"{suite.distribution.replace('-', '_')}-{suite.version}"
+    path = sdists / f"{stem}.tar.gz"
     if not path.exists():
-        _pip("download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(SDISTS),
-             f"sse-starlette=={version}")  # fmt: skip
+        _pip(Path(sys.executable), "download", "-q", "--no-deps", "--no-binary", ":all:",
+             "-d", str(sdists), f"{suite.distribution}=={suite.version}")  # fmt: skip
     return path
 
 
-def _unpack(version: str, into: Path) -> None:
-    """Upstream's tests/ and pytest settings (never its package, which would shadow ours),
-    with the stand-ins."""
-    top = f"sse_starlette-{version}/"
-    (into / "tests").mkdir()
-    with tarfile.open(_sdist(version)) as archive:
+def _unpack(suite: Suite, into: Path) -> None:
+    """The sdist's tests/ and pytest settings (never its package, which would shadow the
+    installed one), with the stand-ins where asked."""
+    top = f"{_sdist(suite).name.removesuffix('.tar.gz')}/"
+    with tarfile.open(_sdist(suite)) as archive:
         for member in archive.getmembers():
             name = member.name.removeprefix(top)
-            wanted = name == "pyproject.toml" or re.fullmatch(r"tests/[^/]+\.py", name)
+            wanted = name == "pyproject.toml" or name.startswith("tests/")
             source = archive.extractfile(member) if member.isfile() and wanted else None
             if source is not None:
+                (into / name).parent.mkdir(parents=True, exist_ok=True)
                 (into / name).write_bytes(source.read())
-    (into / "tests" / "__init__.py").touch()
-    for stand_in in ("conftest.py", "anyio_compat.py"):
-        shutil.copy(HERE / stand_in, into / "tests" / stand_in)
+    if suite.stand_ins:
+        (into / "tests" / "__init__.py").touch()
+        for stand_in in ("conftest.py", "anyio_compat.py"):
+            shutil.copy(HERE / stand_in, into / "tests" / stand_in)
 
 
 def _summary(output: str) -> str:
