@@ -51,28 +51,31 @@ OPT_OUT = "SSE_STARLETTE_NO_SERVER_HOOKS"
 
 _installed: set[str] = set()
 _warned: set[str] = set()
-# Set by install(), which is what puts any hook in place.
-_automatic: Callable[[], bool]
-_uvicorn_hooked: Callable[[Callable[..., Any]], None]
+_modules_seen = 0
 
 
-def install(
-    automatic: Callable[[], bool], uvicorn_hooked: Callable[[Callable[..., Any]], None]
-) -> None:
+def install() -> None:
     """Hook every server module imported and not hooked yet, and any imported later.
 
-    `automatic()` says, when a server stops, whether its hook ends the streams;
-    `uvicorn_hooked` is given uvicorn's own `Server.handle_exit` once it is replaced.
+    Called on import and by every response: servers imported later are hooked by an import
+    hook, which finds modules as `sys.path` does (zip archives included); this catches one
+    loaded by another finder (an editable install's, say) once its first stream starts. It
+    looks only when modules were imported since the last look.
     """
-    global _automatic, _uvicorn_hooked
-    _automatic, _uvicorn_hooked = automatic, uvicorn_hooked
-    if len(_installed) == len(_HOOKS):
+    global _modules_seen
+    if len(sys.modules) == _modules_seen or len(_installed) == len(_HOOKS):
         return
+    _modules_seen = len(sys.modules)
     for module in _HOOKS:
         if module in sys.modules:
             _hook(module)
     if _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+
+
+def _automatic() -> bool:
+    """Whether a stopping server's hook ends its streams (published: on unless disabled)."""
+    return _shutdown.AppStatus.enable_automatic_graceful_drain
 
 
 def _hook(module: str) -> None:
@@ -195,7 +198,8 @@ def _hook_uvicorn() -> None:
 
     Server.handle_exit = handle_exit  # type: ignore[method-assign]
     Server.shutdown = shutdown  # type: ignore[method-assign]
-    _uvicorn_hooked(original_exit)
+    if _shutdown.AppStatus.original_handler is None:  # where the published package kept it
+        _shutdown.AppStatus.original_handler = original_exit
     # uvicorn installs its signal handlers before it imports the app (`uvicorn app:app`),
     # bound to the unpatched method: bind them again so that they go through the hook.
     if threading.current_thread() is threading.main_thread():

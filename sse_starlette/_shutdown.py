@@ -31,6 +31,7 @@ logger = logging.getLogger("sse_starlette")
 
 __all__ = [
     "SERVER_GRACE_FALLBACK",
+    "AppStatus",
     "Drainable",
     "LoopHandle",
     "current_loop_key",
@@ -253,3 +254,71 @@ def _run(streams: list[Drainable], grace: float | None) -> None:
                 stream.on_drain(grace)
             except Exception:  # one stream's failure must not keep the others open
                 logger.exception("sse_starlette: ending a stream on shutdown failed")
+
+
+# --- the published package's interface to the same state --------------------------------
+
+
+class _AppStatusMeta(type):
+    # A property on the metaclass, so that `AppStatus.should_exit = True` (the published
+    # package's documented way to stop streams) takes effect at once instead of being polled.
+    @property
+    def should_exit(cls) -> bool:
+        return is_draining()
+
+    @should_exit.setter
+    def should_exit(cls, value: bool) -> None:
+        if value:
+            drain()
+        else:
+            undrain()
+
+    @should_exit.deleter
+    def should_exit(cls) -> None:
+        # monkeypatch / mock.patch restore a class attribute they did not find in the class
+        # __dict__ by deleting it: that must leave the published default, False.
+        undrain()
+
+
+class AppStatus(metaclass=_AppStatusMeta):
+    """Shutdown state, kept where the published package has it.
+
+    Setting `AppStatus.should_exit = True` (like `sse_starlette.drain()`) ends every open
+    stream in the process and every stream started afterwards; setting it back to False
+    (`sse_starlette.undrain()`) lets new streams run. Reading it says whether streams on the
+    current event loop are being ended: by that, or because their server is shutting down.
+
+    Servers are hooked one by one (uvicorn, hypercorn, granian, daphne; see docs/shutdown.md):
+    on SIGTERM/SIGINT a server ends its own streams only, and once it has stopped nothing of
+    its shutdown remains for the next server, unless `disable_automatic_graceful_drain()`
+    was called.
+    """
+
+    enable_automatic_graceful_drain: bool = True
+    original_handler: Callable[..., Any] | None = None
+
+    @classmethod
+    def disable_automatic_graceful_drain(cls) -> None:
+        """Keep streams open on server shutdown until `AppStatus.should_exit = True` is set.
+
+        When disabled you must set `AppStatus.should_exit = True` yourself during shutdown,
+        or the server waits for the streams (until its own graceful-shutdown timeout).
+        """
+        cls.enable_automatic_graceful_drain = False
+
+    @classmethod
+    def enable_automatic_graceful_drain_mode(cls) -> None:
+        """Undo `disable_automatic_graceful_drain()`: server shutdown ends streams again."""
+        cls.enable_automatic_graceful_drain = True
+
+    @staticmethod
+    def handle_exit(*args: Any, **kwargs: Any) -> None:
+        """Drain every stream in the process, then call `original_handler` with the arguments.
+
+        The published package installed this as uvicorn's `Server.handle_exit`; uvicorn is now
+        hooked per server, and this stays for code that installs or calls it itself.
+        """
+        if AppStatus.enable_automatic_graceful_drain:
+            AppStatus.should_exit = True
+        if AppStatus.original_handler is not None:
+            AppStatus.original_handler(*args, **kwargs)

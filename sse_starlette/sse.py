@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -24,6 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from sse_starlette import _servers, _shutdown, _threads
 from sse_starlette._scopes import HelperTasks, move_on_after
+from sse_starlette._shutdown import AppStatus
 from sse_starlette.event import ServerSentEvent, _check_sep, ensure_bytes
 
 __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
@@ -40,95 +40,8 @@ class SendTimeoutError(TimeoutError):
     """A send (event or ping) did not complete within `send_timeout`: the client stopped reading."""
 
 
-class _AppStatusMeta(type):
-    # A property on the metaclass, so that `AppStatus.should_exit = True` (the published
-    # package's documented way to stop streams) takes effect at once instead of being polled.
-    @property
-    def should_exit(cls) -> bool:
-        return _shutdown.is_draining()
-
-    @should_exit.setter
-    def should_exit(cls, value: bool) -> None:
-        if value:
-            _shutdown.drain()
-        else:
-            _shutdown.undrain()
-
-    @should_exit.deleter
-    def should_exit(cls) -> None:
-        # monkeypatch / mock.patch restore a class attribute they did not find in the class
-        # __dict__ by deleting it: that must leave the published default, False.
-        _shutdown.undrain()
-
-
-class AppStatus(metaclass=_AppStatusMeta):
-    """Shutdown state, kept where the published package has it.
-
-    Setting `AppStatus.should_exit = True` (like `sse_starlette.drain()`) ends every open
-    stream in the process and every stream started afterwards; setting it back to False
-    (`sse_starlette.undrain()`) lets new streams run. Reading it says whether streams on the
-    current event loop are being ended: by that, or because their server is shutting down.
-
-    Servers are hooked one by one (uvicorn, hypercorn, granian, daphne; see docs/shutdown.md):
-    on SIGTERM/SIGINT a server ends its own streams only, and once it has stopped nothing of
-    its shutdown remains for the next server, unless `disable_automatic_graceful_drain()`
-    was called.
-    """
-
-    enable_automatic_graceful_drain: bool = True
-    original_handler: Callable[..., Any] | None = None
-
-    @classmethod
-    def disable_automatic_graceful_drain(cls) -> None:
-        """Keep streams open on server shutdown until `AppStatus.should_exit = True` is set.
-
-        When disabled you must set `AppStatus.should_exit = True` yourself during shutdown,
-        or the server waits for the streams (until its own graceful-shutdown timeout).
-        """
-        cls.enable_automatic_graceful_drain = False
-
-    @classmethod
-    def enable_automatic_graceful_drain_mode(cls) -> None:
-        """Undo `disable_automatic_graceful_drain()`: server shutdown ends streams again."""
-        cls.enable_automatic_graceful_drain = True
-
-    @staticmethod
-    def handle_exit(*args: Any, **kwargs: Any) -> None:
-        """Drain every stream in the process, then call `original_handler` with the arguments.
-
-        The published package installed this as uvicorn's `Server.handle_exit`; uvicorn is now
-        hooked per server, and this stays for code that installs or calls it itself.
-        """
-        if AppStatus.enable_automatic_graceful_drain:
-            AppStatus.should_exit = True
-        if AppStatus.original_handler is not None:
-            AppStatus.original_handler(*args, **kwargs)
-
-
-def _automatic_drain() -> bool:
-    return AppStatus.enable_automatic_graceful_drain
-
-
-def _uvicorn_hooked(original: Callable[..., Any]) -> None:
-    if AppStatus.original_handler is None:  # where the published package kept it
-        AppStatus.original_handler = original
-
-
-_modules_seen = 0
-
-
-def _install_server_hooks() -> None:
-    # Servers imported later are hooked by an import hook, which finds modules as `sys.path`
-    # does (zip archives included); this catches one loaded by another finder (an editable
-    # install's, say) once its first stream starts. Only when modules were imported since
-    # the last look: it runs on every response.
-    global _modules_seen
-    if len(sys.modules) != _modules_seen:
-        _modules_seen = len(sys.modules)
-        _servers.install(_automatic_drain, _uvicorn_hooked)
-
-
-_install_server_hooks()
+# Servers imported later are hooked on import; this hooks those already imported.
+_servers.install()
 
 
 def _ping_comment(sep: str) -> ServerSentEvent:
@@ -239,7 +152,7 @@ class EventSourceResponse(Response):
         raise NotImplementedError("Compression is not supported for SSE streams.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        _install_server_hooks()
+        _servers.install()
         # A scope without `type` or `method` (`{}`, in tests written for the published
         # package) is an HTTP GET.
         kind = scope.get("type", "http")

@@ -101,7 +101,8 @@ def test_a_server_whose_internals_moved_imports_untouched_with_one_warning(
         "\n".join(imports if sse_first else imports[::-1])
         + f"\nimport {module} as m\nimport sse_starlette._servers\n"
         # Again, as the first stream of a response does: still one warning.
-        + "sse_starlette._servers.install(lambda: True, lambda _: None)\n"
+        + "sse_starlette._servers._modules_seen = 0\n"
+        + "sse_starlette._servers.install()\n"
         + "print('patched:', patched(m))\n",
         path=fake_server(tmp_path, module),
     )
