@@ -25,7 +25,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from sse_starlette.broker import Broker, BrokerUnavailableError, request_last_event_id
-from sse_starlette.event import ServerSentEvent, _dumps
+from sse_starlette.event import ServerSentEvent, dumps
 from sse_starlette.sse import EventSourceResponse
 
 __all__ = ["create_demo"]
@@ -57,7 +57,7 @@ def create_demo(
             value = max(1.0, value + random.gauss(0, 1))
             data = {"server": label, "value": round(value, 2), "at": int(time.time() * 1000)}
             try:
-                await broker.publish("ticker", {"event": "tick", "data": _dumps(data)})
+                await broker.publish("ticker", {"event": "tick", "data": dumps(data)})
             except BrokerUnavailableError as exc:
                 logger.warning("ticker: %s", exc)
             await anyio.sleep(tick)
@@ -97,7 +97,7 @@ def create_demo(
         if not isinstance(name, str) or not isinstance(text, str) or not text.strip():
             return JSONResponse({"error": "'name' and 'text' must be strings, text not empty"}, 400)
         name = name.strip()[:MAX_NAME] or "anonymous"
-        data = _dumps({"name": name, "text": text[:MAX_TEXT], "via": label})
+        data = dumps({"name": name, "text": text[:MAX_TEXT], "via": label})
         try:
             id = await broker.publish("chat", {"event": "chat", "data": data})
         except ValueError as exc:  # a lone surrogate: not sendable as UTF-8

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["JSONServerSentEvent", "ServerSentEvent", "ensure_bytes"]
 
+# Internal API, for sse_starlette's own modules (the response, the broker, the hub, the demo)
+# and not public: `FIELDS`, `check_fields`, `check_sep`, `data_text`, `dumps`, `encode_event`.
+
 _SEPARATORS = ("\r\n", "\n", "\r")
-_FIELDS = frozenset(("data", "event", "id", "retry", "comment", "sep"))
+#: The keys a dict item may have (`sep` is accepted and ignored: the stream's own wins).
+FIELDS = frozenset(("data", "event", "id", "retry", "comment", "sep"))
 
 
 def _lines(value: str) -> list[str]:
@@ -41,13 +46,22 @@ def _check_retry(retry: Any) -> None:
         raise ValueError(f"SSE field 'retry' must be >= 0 (milliseconds), got {retry}")
 
 
-def _check_sep(sep: str) -> str:
+def check_fields(item: Mapping[str, Any], allowed: frozenset[str] = FIELDS) -> None:
+    """Raise `TypeError` listing the keys of `item` that are not `allowed` fields."""
+    if not allowed.issuperset(item):
+        unknown = sorted(map(str, item.keys() - allowed))
+        raise TypeError(f"unknown field(s) {unknown}; allowed: {', '.join(sorted(allowed))}")
+
+
+def check_sep(sep: str) -> str:
+    """`sep` if it is a line ending the spec knows (CRLF, LF, CR); else `ValueError`."""
     if sep not in _SEPARATORS:
         raise ValueError(f"sep must be one of '\\r\\n', '\\n', '\\r', got {sep!r}")
     return sep
 
 
-def _data_text(data: Any) -> str:
+def data_text(data: Any) -> str:
+    """The text of a `data` value: str as is, bytes as UTF-8, a model or dataclass as JSON."""
     if type(data) is str:
         return data
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -59,11 +73,12 @@ def _data_text(data: Any) -> str:
     if dump_json is not None and not isinstance(data, type):
         return str(dump_json())
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return _dumps(dataclasses.asdict(data))
+        return dumps(dataclasses.asdict(data))
     return str(data)
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
+    """Compact JSON, non-ASCII as itself, NaN and infinities refused (JSON has none)."""
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
@@ -83,7 +98,7 @@ def _surrogate_error(fields: dict[str, Any]) -> ValueError:
     return ValueError("SSE event cannot be encoded as UTF-8")  # pragma: no cover
 
 
-def _encode(
+def encode_event(
     data: Any,
     event: Any,
     id: Any,
@@ -111,7 +126,7 @@ def _encode(
         text += "event: " + event + sep
     if data is not None:
         if type(data) is not str:
-            data = _data_text(data)
+            data = data_text(data)
         if "\n" in data or "\r" in data:
             for line in _lines(data):
                 text += "data: " + line + sep
@@ -160,11 +175,11 @@ class ServerSentEvent:
         self.id = id
         self.retry = retry
         self.comment = comment
-        self._sep = "\r\n" if sep is None else _check_sep(sep)
+        self._sep = "\r\n" if sep is None else check_sep(sep)
 
     def encode(self) -> bytes:
         """The event as UTF-8 bytes, ending with the blank line that dispatches it."""
-        return _encode(self.data, self.event, self.id, self.retry, self.comment, self._sep)
+        return encode_event(self.data, self.event, self.id, self.retry, self.comment, self._sep)
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -190,7 +205,7 @@ class JSONServerSentEvent(ServerSentEvent):
                 data = data.model_dump(mode="json")
             elif dataclasses.is_dataclass(data) and not isinstance(data, type):
                 data = dataclasses.asdict(data)
-            data = _dumps(data)
+            data = dumps(data)
         super().__init__(data, *args, **kwargs)
 
 
@@ -219,7 +234,7 @@ def ensure_bytes(data: Any, sep: str) -> bytes:
     if isinstance(data, dict):
         return _encode_dict(data, sep)
     # `None` too becomes `data: None`, as the published package sends it.
-    return _encode("None" if data is None else data, None, None, None, None, sep)
+    return encode_event("None" if data is None else data, None, None, None, None, sep)
 
 
 def _data_event(text: str, sep: str) -> bytes:
@@ -227,18 +242,13 @@ def _data_event(text: str, sep: str) -> bytes:
         try:
             return f"data: {text}{sep}{sep}".encode()
         except UnicodeEncodeError:
-            pass  # a lone surrogate: _encode raises the error that names the field
-    return _encode(text, None, None, None, None, sep)
+            pass  # a lone surrogate: encode_event raises the error that names the field
+    return encode_event(text, None, None, None, None, sep)
 
 
 def _encode_dict(item: dict[str, Any], sep: str) -> bytes:
-    if not _FIELDS.issuperset(item):
-        unknown = item.keys() - _FIELDS
-        raise TypeError(
-            f"unknown SSE field(s) {sorted(map(str, unknown))} in dict; "
-            f"allowed: comment, data, event, id, retry, sep"
-        )
+    check_fields(item)
     get = item.get
     # A "sep" key is accepted and, as in the published package, the response's `sep` wins:
     # one stream, one line ending.
-    return _encode(get("data"), get("event"), get("id"), get("retry"), get("comment"), sep)
+    return encode_event(get("data"), get("event"), get("id"), get("retry"), get("comment"), sep)

@@ -33,7 +33,7 @@ from sse_starlette.broker import (
     Subscription,
     request_last_event_id,
 )
-from sse_starlette.event import _dumps
+from sse_starlette.event import check_fields, dumps
 from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 
 __all__ = ["create_hub"]
@@ -364,13 +364,13 @@ def _parse_event(body: bytes) -> tuple[str, dict[str, Any]]:
         raise _Rejected(400, "bad-request", "'topic' must be a non-empty string")
     if "id" in message:
         raise _Rejected(400, "invalid-event", "the hub assigns event ids: publish without 'id'")
-    unknown = message.keys() - _EVENT_FIELDS
-    if unknown:
-        fields = "use topic, data, event, retry, comment"
-        raise _Rejected(400, "invalid-event", f"unknown field(s) {sorted(unknown)}: {fields}")
+    try:
+        check_fields(message, _EVENT_FIELDS)
+    except TypeError as exc:
+        raise _Rejected(400, "invalid-event", f"{exc} (and topic)") from None
     data = message.get("data")
     if data is not None and not isinstance(data, str):
-        message["data"] = _dumps(data)  # any other JSON value is sent as compact JSON
+        message["data"] = dumps(data)  # any other JSON value is sent as compact JSON
     return topic, {name: value for name, value in message.items() if value is not None}
 
 

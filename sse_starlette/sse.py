@@ -24,7 +24,7 @@ from starlette.types import Message, Receive, Scope, Send
 from sse_starlette import _servers, _shutdown, _threads
 from sse_starlette._scopes import HelperTasks, move_on_after
 from sse_starlette._shutdown import AppStatus
-from sse_starlette.event import ServerSentEvent, _check_sep, ensure_bytes
+from sse_starlette.event import ServerSentEvent, check_sep, ensure_bytes
 
 __all__ = ["AppStatus", "EventSourceResponse", "SendTimeoutError"]
 
@@ -104,7 +104,7 @@ class EventSourceResponse(Response):
         shutdown_grace_period: float | Literal["server"] = 0,
         cleanup_timeout: float | None = DEFAULT_CLEANUP_TIMEOUT,
     ) -> None:
-        self.sep = self.DEFAULT_SEPARATOR if sep is None else _check_sep(sep)
+        self.sep = self.DEFAULT_SEPARATOR if sep is None else check_sep(sep)
         if isinstance(content, AsyncIterable):
             self.body_iterator = content
         else:

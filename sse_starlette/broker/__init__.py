@@ -27,7 +27,7 @@ from sse_starlette.broker._backend import (
     event_fields,
     parse_id,
 )
-from sse_starlette.event import _check_sep
+from sse_starlette.event import check_sep
 from sse_starlette.sse import EventSourceResponse
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class Broker:
         self.buffer = buffer
         self.slow_consumer = slow_consumer
         self.reset_event = reset_event
-        self.sep = _check_sep(sep)
+        self.sep = check_sep(sep)
         self.metrics = BrokerMetrics()
         self.backend: Backend
         if url.startswith("memory://"):

@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from sse_starlette.event import _FIELDS, ServerSentEvent, _data_text, _encode
+from sse_starlette.event import ServerSentEvent, check_fields, data_text, encode_event
 
 __all__ = [
     "Backend",
@@ -51,7 +51,7 @@ class BrokerEvent(ServerSentEvent):
     ) -> None:
         super().__init__(data, event=event, id=id, retry=retry, comment=comment, sep=sep)
         self.topic = topic
-        self._body = _encode(data, event, None, retry, comment, sep)
+        self._body = encode_event(data, event, None, retry, comment, sep)
         self._wire = f"id: {id}{sep}".encode() + self._body
 
     def encode(self) -> bytes:
@@ -76,9 +76,7 @@ def event_fields(item: Any, sep: str) -> dict[str, Any]:
     if isinstance(item, ServerSentEvent):
         fields = {name: getattr(item, name) for name in ("data", "event", "id", "retry", "comment")}
     elif isinstance(item, dict):
-        unknown = item.keys() - _FIELDS
-        if unknown:
-            raise TypeError(f"unknown SSE field(s) {sorted(map(str, unknown))} in dict")
+        check_fields(item)
         fields = {name: item.get(name) for name in ("data", "event", "id", "retry", "comment")}
     else:
         fields = {"data": item}
@@ -86,12 +84,12 @@ def event_fields(item: Any, sep: str) -> dict[str, Any]:
         raise ValueError("the broker assigns event ids; publish the event without 'id'")
     fields = {name: value for name, value in fields.items() if value is not None}
     if "data" in fields:
-        fields["data"] = _data_text(fields["data"])
+        fields["data"] = data_text(fields["data"])
     for name in ("event", "comment"):
         if name in fields:
             fields[name] = str(fields[name])
     get = fields.get
-    _encode(get("data"), get("event"), None, get("retry"), get("comment"), sep)
+    encode_event(get("data"), get("event"), None, get("retry"), get("comment"), sep)
     return fields
 
 
