@@ -9,7 +9,8 @@ asyncio and an anyio task group on trio: its tests run on both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -40,12 +41,19 @@ def make_scope(request: pytest.FixtureRequest, anyio_backend: str) -> MakeScope:
     return task_scope
 
 
-async def cancel_soon(scope: Any, tg: anyio.abc.TaskGroup) -> None:
-    async def cancel() -> None:
+@contextlib.asynccontextmanager
+async def cancelled_soon(make_scope: MakeScope) -> AsyncIterator[Any]:
+    """A scope with no deadline that another task cancels once the body first awaits."""
+
+    async def cancel(scope: Any) -> None:
         await anyio.lowlevel.checkpoint()
         scope.cancel()
 
-    tg.start_soon(cancel)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            with make_scope(None) as scope:
+                tg.start_soon(cancel, scope)
+                yield scope
 
 
 # --- cancel scopes -------------------------------------------------------------------------
@@ -53,15 +61,9 @@ async def cancel_soon(scope: Any, tg: anyio.abc.TaskGroup) -> None:
 
 @pytest.mark.anyio
 async def test_cancel_from_another_task_ends_the_scope_and_is_caught(make_scope: MakeScope) -> None:
-    reached = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            with make_scope(None) as scope:
-                await cancel_soon(scope, tg)
-                await anyio.sleep_forever()
-            reached.append("after")
+    async with cancelled_soon(make_scope) as scope:
+        await anyio.sleep_forever()
     assert scope.cancel_called and scope.cancelled_caught
-    assert reached == ["after"]
 
 
 @pytest.mark.anyio
@@ -99,15 +101,12 @@ async def test_moving_the_deadline_earlier_takes_effect(make_scope: MakeScope) -
 async def test_an_await_in_a_finally_is_cancelled_too(make_scope: MakeScope) -> None:
     # Level-triggered: a generator's clean-up that awaits cannot hold the stream open.
     finally_ran = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            with make_scope(None) as scope:
-                await cancel_soon(scope, tg)
-                try:
-                    await anyio.sleep_forever()
-                finally:
-                    finally_ran.append("start")
-                    await anyio.sleep_forever()
+    async with cancelled_soon(make_scope) as scope:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            finally_ran.append("start")
+            await anyio.sleep_forever()
     assert finally_ran == ["start"]
     assert scope.cancelled_caught
 
@@ -117,15 +116,12 @@ async def test_swallowing_one_cancellation_does_not_keep_the_scope_open(
     make_scope: MakeScope,
 ) -> None:
     swallowed = 0
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            with make_scope(None) as scope:
-                await cancel_soon(scope, tg)
-                try:
-                    await anyio.sleep_forever()
-                except anyio.get_cancelled_exc_class():
-                    swallowed += 1
-                await anyio.sleep_forever()  # cancelled again
+    async with cancelled_soon(make_scope) as scope:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            swallowed += 1
+        await anyio.sleep_forever()  # cancelled again
     assert swallowed == 1
     assert scope.cancelled_caught
 
@@ -133,15 +129,12 @@ async def test_swallowing_one_cancellation_does_not_keep_the_scope_open(
 @pytest.mark.anyio
 async def test_a_shielded_section_inside_runs_to_its_end_first(make_scope: MakeScope) -> None:
     steps = []
-    with anyio.fail_after(5):
-        async with anyio.create_task_group() as tg:
-            with make_scope(None) as scope:
-                with anyio.CancelScope(shield=True):
-                    await cancel_soon(scope, tg)
-                    for _ in range(5):  # several loop cycles, the cancel pending
-                        await anyio.lowlevel.checkpoint()
-                    steps.append("shielded part done")
-                await anyio.sleep_forever()
+    async with cancelled_soon(make_scope) as scope:
+        with anyio.CancelScope(shield=True):
+            for _ in range(5):  # several loop cycles, the cancel pending
+                await anyio.lowlevel.checkpoint()
+            steps.append("shielded part done")
+        await anyio.sleep_forever()
     assert steps == ["shielded part done"]
     assert scope.cancelled_caught
 
