@@ -185,7 +185,11 @@ def main(argv: list[str]) -> int:
 
 def run(suite: Suite) -> bool:
     """Run one suite; print its line (and the output, if any test failed)."""
-    python = _venv_python(suite)
+    try:
+        python = _venv_python(suite)
+    except (subprocess.CalledProcessError, SystemExit) as exc:
+        print(f"{suite.distribution} {suite.version}: FAIL: not installed beside it: {exc}")
+        return False
     private, newer = PRIVATE.get(suite.name, ()), NEWER_WINS.get(suite.name, ())
     with tempfile.TemporaryDirectory(prefix=f"upstream-{suite.name}-") as tmp:
         _unpack(suite, Path(tmp))
@@ -213,12 +217,18 @@ def _venv_python(suite: Suite) -> Path:
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         _pip(python, "install", "-q", "--upgrade", "pip")
-        _pip(python, "install", "-q", *suite.requirements)
-    # Not editable: an editable install puts this repository's own `tests` package on
-    # sys.path, where it would shadow the `tests` package being run. Then in one resolve
-    # with the dependent: pip must keep this project beside it, not swap in the published one.
-    _pip(python, "install", "-q", "--force-reinstall", "--no-deps", str(ROOT))
+    # One resolve with the dependent: pip must keep this project beside it (at a version it
+    # accepts), not swap in the published one, which the run would then test: refuse that.
     _pip(python, "install", "-q", str(ROOT), *suite.requirements)
+    query = "import importlib.metadata as m; print(m.version('sse-starlette'))"
+    installed = subprocess.run([str(python), "-c", query], capture_output=True, text=True)
+    ours = re.search(r'__version__ = "(.+)"', (ROOT / "sse_starlette/__init__.py").read_text())
+    if ours is None or installed.stdout.strip() != ours[1]:
+        raise SystemExit(f"pip installed sse-starlette {installed.stdout.strip()}, not this one")
+    # The working tree as it is now, under the same version. Not editable: an editable
+    # install puts this repository's own `tests` package on sys.path, where it would shadow
+    # the `tests` package being run.
+    _pip(python, "install", "-q", "--force-reinstall", "--no-deps", str(ROOT))
     return python
 
 
