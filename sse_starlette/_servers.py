@@ -33,6 +33,7 @@ import importlib.metadata
 import inspect
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -117,11 +118,11 @@ def _version(server: str) -> str:
 def _opted_out(value: str) -> frozenset[str]:
     """The servers `SSE_STARLETTE_NO_SERVER_HOOKS` names; "*" for all."""
     value = value.strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    if value in ("", "0", "false", "no", "off", "none"):
         return frozenset()
     if value in ("1", "true", "yes", "on", "all", "*"):
         return frozenset("*")
-    return frozenset(name.strip() for name in value.split(",") if name.strip())
+    return frozenset(name for name in re.split(r"[\s,;]+", value) if name)
 
 
 def _require_call(function: Any, *args: Any, **kwargs: Any) -> None:
@@ -369,4 +370,11 @@ _HOOKS: dict[str, _Hook] = {
 
 # Read once, before any patching: a server opted out of is never hooked, nor looked for.
 _OPTED_OUT = _opted_out(os.environ.get(OPT_OUT, ""))
+if _OPTED_OUT - {"*"} - {hook.server for hook in _HOOKS.values()}:
+    logger.warning(
+        "sse_starlette: %s=%r names no server it knows (1, or a comma-separated list of "
+        "uvicorn, hypercorn, granian, daphne): the unknown names are ignored",
+        OPT_OUT,
+        os.environ.get(OPT_OUT, ""),
+    )
 _installed.update(module for module, hook in _HOOKS.items() if {"*", hook.server} & _OPTED_OUT)

@@ -161,6 +161,7 @@ class EventSourceResponse(Response):
             # An event stream is no websocket: answer the handshake with the response's
             # status and headers and no body, and never start the generator.
             send = _websocket_denial(send)
+            headers = _without_connection(headers)  # the server closes it after the denial
         elif kind != "http":
             # ASGI: an app raises on a scope type it does not support (a bare response used
             # as the app gets `lifespan`), before touching its content or data sender.
@@ -254,13 +255,11 @@ class _Stream:
         "scope",
         "send",
         "send_start",
-        "started",
     )
 
     def __init__(self, response: EventSourceResponse, send: Send) -> None:
         self.response = response
-        # As in the published package, `send_timeout` bounds the body's sends; the start of a
-        # GET is bounded by the disconnect and the drain alone.
+        # As in the published package, `send_timeout` bounds the body's sends, not the start.
         self.send = _bounded(send, response.send_timeout)
         self.send_start = send
         self.loop = _shutdown.loop_handle()
@@ -268,10 +267,9 @@ class _Stream:
         # are cancelled when it has ended, and the generator is closed outside this scope, so
         # that its clean-up gets `cleanup_timeout` whatever cancelled the loop.
         self.scope = move_on_after()
-        self.started = False  # the response start was handed to the server
         self.disconnected = False
         self.iterating = False  # the iterator was started and has not ended: close it
-        self.completing = False  # sending the final chunk: no more pings
+        self.completing = False  # sending the final chunk: no more pings, no drain
         self.error: BaseException | None = None
 
     async def run(self, receive: Receive, start: Message) -> None:
@@ -284,15 +282,19 @@ class _Stream:
                 # sender may have to run before the server's `send` of the start returns.
                 if response.data_sender_callable is not None:
                     helpers.start(self._guarded(response.data_sender_callable()))
-                try:
-                    with self.scope:
-                        await self._send_events(start, helpers)
-                finally:
-                    if self.iterating:
-                        await self._close(response.body_iterator)
+                # Outside the scope: a drain or a disconnect must not cut the start short,
+                # or the server would be sent a body without one.
+                await self._guarded(self.send_start(start))
+                if self.error is None:
+                    try:
+                        with self.scope:
+                            await self._send_events(helpers)
+                    finally:
+                        if self.iterating:
+                            await self._close(response.body_iterator)
                 if self.error is None and not self.disconnected:
                     # Still beside the listener: it listens until the response is complete.
-                    await self._complete(start)
+                    await self._complete()
             if self.error is not None:
                 raise self.error
         finally:
@@ -313,13 +315,9 @@ class _Stream:
             self.error = exc
         self.scope.cancel()
 
-    async def _send_events(self, start: Message, helpers: HelperTasks) -> None:
+    async def _send_events(self, helpers: HelperTasks) -> None:
         response, send, sep = self.response, self.send, self.response.sep
         try:
-            # Marked first: a start that was interrupted may have reached the server, and a
-            # second start would break the response.
-            self.started = True
-            await self.send_start(start)
             if response.ping_interval:
                 helpers.every(response.ping_interval, self._ping)  # until it returns 0
             self.iterating = True
@@ -337,22 +335,22 @@ class _Stream:
         except Exception as exc:
             self._fail(exc)
 
-    async def _complete(self, start: Message) -> None:
-        """Send the final empty chunk (after the start, if a drain came before it).
+    async def _complete(self) -> None:
+        """Send the final empty chunk: the client sees a clean end of the response.
 
-        The client then sees a clean end of the response. A disconnect or a drain cancels it;
-        a peer that has gone (ASGI 2.4's `OSError`) or stopped reading (`SendTimeoutError`)
-        ends the response quietly: there is nobody left to tell, and `background` still runs.
+        Only a disconnect cancels it (a drain that arrives now lets it finish); a peer that has
+        gone (ASGI 2.4's `OSError`) or stopped reading (`SendTimeoutError`) ends the response
+        quietly: there is nobody left to tell, and `background` still runs.
         """
         self.completing = True
         self.scope = move_on_after()
         try:
             with self.scope:
-                if not self.started:
-                    await self.send_start(start)
                 await self.send(_FINAL_CHUNK)
         except OSError:
             pass
+        except Exception as exc:
+            self._fail(exc)  # raised as itself once the helpers have ended
 
     async def _close(self, iterator: Any) -> None:
         """Close the generator after a failed or interrupted send, so its `finally` runs."""
@@ -378,6 +376,11 @@ class _Stream:
         try:
             while (message := await receive())["type"] != "http.disconnect":
                 pass
+            if self.completing:
+                # The server's note that the response is over (hypercorn's, on trio), or a
+                # client gone while the final chunk was sent: end that send, nobody to tell.
+                self.scope.cancel()
+                return
             self.disconnected = True
             response.active = False
             if response.client_close_handler_callable is not None:
@@ -402,12 +405,15 @@ class _Stream:
             }
             await self.send(message)
         except Exception as exc:
-            self._fail(exc)
+            if not self.completing:  # else the final chunk, sent meanwhile, decides
+                self._fail(exc)
             return 0
         return response.ping_interval  # read each time, as the published package does
 
     def on_drain(self, server_grace: float | None) -> None:
         """Server shutdown: end the stream, or let the generator say goodbye first."""
+        if self.completing:
+            return  # the final chunk is on its way: the clean end the drain is after
         event = self.response._shutdown_event
         if event is None:
             self.scope.cancel()

@@ -136,7 +136,9 @@ def test_every_installed_server_is_hooked_without_a_warning() -> None:
         ("1", []),
         ("uvicorn", ["hypercorn.asyncio.run", "granian._signals", "daphne.server"]),
         ("uvicorn, daphne", ["hypercorn.asyncio.run", "granian._signals"]),
+        ("uvicorn daphne", ["hypercorn.asyncio.run", "granian._signals"]),
         ("0", ["uvicorn.server", "hypercorn.asyncio.run", "granian._signals", "daphne.server"]),
+        ("none", ["uvicorn.server", "hypercorn.asyncio.run", "granian._signals", "daphne.server"]),
     ],
 )
 def test_the_opt_out_leaves_the_servers_it_names_untouched(value: str, hooked: list[str]) -> None:
@@ -151,3 +153,8 @@ def test_the_opt_out_leaves_the_servers_it_names_untouched(value: str, hooked: l
         env={OPT_OUT: value},
     )
     assert out.split() == hooked
+
+
+def test_an_opt_out_naming_no_known_server_says_so() -> None:
+    out = run_python("import sse_starlette\n", env={OPT_OUT: "uvicron"})
+    assert f"LOG: WARNING sse_starlette: {OPT_OUT}='uvicron' names no server it knows" in out

@@ -849,6 +849,7 @@ async def test_websocket_scope_gets_a_websocket_http_response_without_the_genera
         "websocket.http.response.body",
     ]
     assert call.start["status"] == 403
+    assert header(call, "connection") == []  # the server closes it after the denial
     assert call.messages[1]["body"] == b""
     assert not call.messages[1]["more_body"]
     assert not probe.started
@@ -957,6 +958,103 @@ async def test_a_disconnect_ends_a_stalled_final_send_without_send_timeout() -> 
 
     with anyio.fail_after(5):
         await EventSourceResponse(iter(["a"]), ping=0)(http_scope(), receive, send)
+
+
+@pytest.mark.anyio
+async def test_a_drain_before_the_start_still_sends_the_start_then_the_final_chunk() -> None:
+    # Never a body without a start (a server answers that with a 500), whatever the send.
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        await anyio.lowlevel.checkpoint()  # a send that suspends, as a server's may
+        sent.append(message)
+
+    AppStatus.should_exit = True
+    with anyio.fail_after(5):
+        await EventSourceResponse(idle_after("x"), ping=0)(http_scope(), never_receives, send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert sent[-1] == FINAL_CHUNK
+
+
+@pytest.mark.anyio
+async def test_a_drain_while_the_final_chunk_is_sent_does_not_cut_it() -> None:
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        if message == FINAL_CHUNK:
+            AppStatus.should_exit = True  # shutdown arrives while the final chunk is on its way
+            for _ in range(10):
+                await anyio.lowlevel.checkpoint()
+        sent.append(message)
+
+    with anyio.fail_after(5):
+        await EventSourceResponse(iter(["last"]), ping=0)(http_scope(), never_receives, send)
+    assert sent[-1] == FINAL_CHUNK
+
+
+@pytest.mark.anyio
+async def test_an_error_of_the_final_send_is_raised_as_itself() -> None:
+    async def send(message: Message) -> None:
+        if message == FINAL_CHUNK:
+            raise RuntimeError("the server broke")
+
+    with anyio.fail_after(5), pytest.raises(RuntimeError, match="the server broke"):
+        await EventSourceResponse(iter(["a"]), ping=0)(http_scope(), never_receives, send)
+
+
+@pytest.mark.anyio
+async def test_a_ping_in_flight_as_the_stream_ends_leaves_the_final_chunk_to_decide() -> None:
+    # The client stopped reading: the ping's send blocks, then the generator ends, then the
+    # final chunk's send times out too. The response ends quietly, background runs.
+    ping_blocked = anyio.Event()
+    ran: list[str] = []
+
+    async def send(message: Message) -> None:
+        if message.get("body", b"").startswith(b": ping"):
+            ping_blocked.set()
+        if message["type"] == "http.response.body":
+            await anyio.sleep_forever()
+
+    async def ends_once_a_ping_is_blocked() -> AsyncIterator[str]:
+        await ping_blocked.wait()
+        return
+        yield  # pragma: no cover
+
+    response = EventSourceResponse(
+        ends_once_a_ping_is_blocked(),
+        ping=0.01,
+        send_timeout=0.2,
+        background=BackgroundTask(ran.append, "background"),
+    )
+    with anyio.fail_after(5):
+        await response(http_scope(), never_receives, send)
+    assert ran == ["background"]
+
+
+@pytest.mark.anyio
+async def test_the_servers_disconnect_after_the_final_chunk_is_not_the_clients() -> None:
+    # uvicorn and hypercorn answer receive() with http.disconnect once the response is
+    # complete; on trio that can reach the listener before the final send has returned.
+    complete = anyio.Event()
+    closed: list[Message] = []
+
+    async def send(message: Message) -> None:
+        if message == FINAL_CHUNK:
+            complete.set()
+            await anyio.lowlevel.checkpoint()
+
+    async def receive() -> Message:
+        await complete.wait()
+        return {"type": "http.disconnect"}
+
+    async def on_close(message: Message) -> None:
+        closed.append(message)
+
+    response = EventSourceResponse(iter(["a"]), ping=0, client_close_handler_callable=on_close)
+    with anyio.fail_after(5):
+        await response(http_scope(), receive, send)
+    assert closed == []
+    assert response.active
 
 
 # --- shutdown ----------------------------------------------------------------------------------
