@@ -2,29 +2,50 @@
 
 One incremental parser, following the WHATWG HTML standard §9.2.6 ("Interpreting an event
 stream") to the letter, shared by `sse_starlette.client` and `sse_starlette.testing`.
+
+It works on bytes and looks at each byte of the stream once, whatever the sizes of the reads
+(a line that arrives in many small reads is never rescanned or copied again per read): CR and
+LF never occur inside a UTF-8 sequence, so lines are cut on bytes and each field's value is
+decoded once, when its line is complete.
 """
 
 from __future__ import annotations
 
-import codecs
 import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Event", "EventStreamParser", "EventTooLargeError"]
+__all__ = ["Event", "EventStreamParser", "EventTooLargeError", "SSEError"]
 
-_LINE_END = re.compile(r"\r\n|\r|\n")
-_DEFAULT_MAX_EVENT_SIZE = 1 << 20  # characters; 1 MiB of ASCII
+_LINE_END = re.compile(rb"\r\n?|\n")
 
 
-@dataclass(frozen=True)
+def _split_lines(data: bytes) -> list[bytes]:
+    """`data` cut at every CRLF, CR and LF; the last item is what follows the last line end.
+
+    Each byte is scanned twice at most, in C: once for a CR, once to split.
+    """
+    if b"\r" in data:
+        return _LINE_END.split(data)
+    return data.split(b"\n")
+
+
+_BOM = b"\xef\xbb\xbf"
+_DEFAULT_MAX_EVENT_SIZE = 1 << 20  # bytes of UTF-8: 1 MiB
+
+
+class SSEError(Exception):
+    """Base class of every error the client (and this parser) raises about a stream."""
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One dispatched event, as a browser's `EventSource` would deliver it.
 
     `event` is the type (`"message"` when the stream gave none), `data` the data lines
     joined with LF, `id` the last event ID at dispatch (ids persist across events, as in a
-    browser), `retry` the reconnection time the stream last set, if any.
+    browser), `retry` the reconnection time in milliseconds the stream last set, if any.
     """
 
     data: str
@@ -37,8 +58,17 @@ class Event:
         return json.loads(self.data)
 
 
-class EventTooLargeError(ValueError):
-    """A line or an event grew past the parser's `max_event_size` before it was complete."""
+class EventTooLargeError(SSEError, ValueError):
+    """A line or an event grew past the parser's `max_event_size` (bytes) before it ended.
+
+    `events` holds the events the same `feed()` completed before the limit was passed: every
+    complete event is delivered, the oversized one is not. The parser stays failed: a later
+    `feed()` raises again, with no events.
+    """
+
+    def __init__(self, message: str, events: list[Event] | None = None) -> None:
+        super().__init__(message)
+        self.events: list[Event] = events or []
 
 
 class EventStreamParser:
@@ -51,8 +81,9 @@ class EventStreamParser:
     - `retry` taken only when it is all ASCII digits;
     - an event with no data is not dispatched; an unterminated event at the end is discarded.
 
-    Memory is bounded: a line, or the data of one event, longer than `max_event_size`
-    characters raises `EventTooLargeError` (None: no bound).
+    Memory is bounded: a line, or the data of one event, longer than `max_event_size` bytes
+    (of UTF-8, as they arrive) raises `EventTooLargeError`, after the events completed before
+    it (None: no bound). The work is linear in the bytes fed, whatever the sizes of the reads.
     """
 
     def __init__(
@@ -61,79 +92,103 @@ class EventStreamParser:
         self.last_event_id = last_event_id
         self.retry: int | None = None
         self.max_event_size = max_event_size
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._buffer = ""
-        self._started = False
+        self._partial = bytearray()  # the line begun and not yet ended
+        self._started = False  # past the place a BOM could be
         self._after_cr = False  # the last chunk ended in CR: a LF opening the next is its pair
         self._id_buffer = last_event_id
         self._event_type = ""
         self._data: list[str] = []
         self._data_size = 0
         self._events: list[Event] = []
+        self._error: EventTooLargeError | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
         """Parse the next piece of the stream; return the events it completed, in order."""
-        text = self._decoder.decode(chunk)
-        if not text:
-            return []
+        if self._error is not None:
+            raise EventTooLargeError(str(self._error))
+        data = bytes(chunk)
         if not self._started:
-            self._started = True
-            if text[0] == "\ufeff":
-                text = text[1:]
-        if self._after_cr:
+            data = self._skip_bom(data)
+        if self._after_cr and data:
             self._after_cr = False
-            if text.startswith("\n"):
-                text = text[1:]
-        buffer = self._buffer + text if self._buffer else text
-        start = 0
-        for match in _LINE_END.finditer(buffer):
-            self._line(buffer[start : match.start()])
-            start = match.end()
-        if start == len(buffer) and buffer.endswith("\r"):
-            self._after_cr = True  # only a CR ending the chunk may be the first half of a CRLF
-        self._buffer = buffer[start:]
-        if self.max_event_size is not None and len(self._buffer) > self.max_event_size:
-            raise EventTooLargeError(
-                f"a line of the event stream exceeds max_event_size={self.max_event_size}"
-            )
+            if data[0] == 0x0A:  # LF: the second half of a CRLF split between reads
+                data = data[1:]
+        if not data:
+            return []
+        lines = _split_lines(data)
+        partial = self._partial
+        try:
+            if len(lines) > 1:
+                # A CR ending the read may be the first half of a CRLF.
+                self._after_cr = data[-1] == 0x0D
+                if partial:
+                    partial += lines[0]
+                    lines[0] = bytes(partial)
+                    partial.clear()
+                rest = lines.pop()
+                self._lines(lines)
+                partial += rest
+            else:
+                partial += data
+            if self.max_event_size is not None and len(partial) > self.max_event_size:
+                raise EventTooLargeError(
+                    f"a line of the event stream exceeds max_event_size={self.max_event_size} bytes"
+                )
+        except EventTooLargeError as exc:
+            # Every event completed before the limit was passed goes out with the error.
+            partial.clear()
+            self._error = exc
+            exc.events, self._events = self._events, []
+            raise
         events, self._events = self._events, []
         return events
 
-    def _line(self, line: str) -> None:
-        if not line:
-            self._dispatch()
-            return
-        if line[0] == ":":
-            return  # a comment
-        name, colon, value = line.partition(":")
-        if colon and value[:1] == " ":
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-            self._data_size += len(value) + 1
-            if self.max_event_size is not None and self._data_size > self.max_event_size:
-                raise EventTooLargeError(
-                    f"the data of one event exceeds max_event_size={self.max_event_size}"
-                )
-        elif name == "event":
-            self._event_type = value
-        elif name == "id" and "\0" not in value:
-            self._id_buffer = value
-        elif name == "retry" and value.isascii() and value.isdigit():  # "".isdigit() is False
-            self.retry = int(value)
+    def _skip_bom(self, data: bytes) -> bytes:
+        # A BOM may itself arrive split over reads: hold back what may still be one.
+        head = bytes(self._partial) + data
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._partial[:] = head
+            return b""
+        self._started = True
+        self._partial.clear()
+        return head[len(_BOM) :] if head.startswith(_BOM) else head
+
+    def _lines(self, lines: list[bytes]) -> None:
+        """Interpret complete lines (§9.2.6); one call per read, the hot loop of the parser."""
+        data, limit = self._data, self.max_event_size
+        for line in lines:
+            if not line:
+                self._dispatch()
+                continue
+            name, _, value = line.partition(b":")
+            if not name:
+                continue  # a comment: the line starts with ":"
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                self._data_size += len(value) + 1
+                if limit is not None and self._data_size > limit:
+                    raise EventTooLargeError(
+                        f"the data of one event exceeds max_event_size={limit} bytes"
+                    )
+                data.append(value.decode("utf-8", "replace"))
+            elif name == b"event":
+                self._event_type = value.decode("utf-8", "replace")
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._id_buffer = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():  # bytes: ASCII digits only; b"" is not
+                self.retry = int(value)
 
     def _dispatch(self) -> None:
         # The last event ID is set even when no event is dispatched (an id-only block).
         self.last_event_id = self._id_buffer
-        if self._data:
+        data = self._data
+        if data:
+            text = data[0] if len(data) == 1 else "\n".join(data)
             self._events.append(
-                Event(
-                    "\n".join(self._data),
-                    self._event_type or "message",
-                    self.last_event_id,
-                    self.retry,
-                )
+                Event(text, self._event_type or "message", self.last_event_id, self.retry)
             )
-        self._data = []
+            data.clear()  # in place: `_lines` holds the list
         self._data_size = 0
         self._event_type = ""

@@ -72,3 +72,20 @@ def test_every_stream_and_task_is_accounted_for(results: Results) -> None:
     sigterm = results["scenarios"]["sigterm"]["figures"]["ours"]
     ends = [sigterm[how]["samples"][0] for how in ("clean", "cut", "left_open")]
     assert sum(ends) == results["scenarios"]["sigterm"]["params"]["streams"]
+
+
+def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:
+    out = tmp_path / "parser.json"
+    done = subprocess.run(
+        [sys.executable, "bench/parser.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    cases = json.loads(out.read_text())["cases"]
+    assert len(cases) == 4
+    for figures in cases.values():
+        assert figures["ours"]["events"] == figures["httpx-sse"]["events"] > 0
+        assert figures["ours"]["MB/s"] > 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sse_starlette import parser as parser_module
 from sse_starlette.event import ServerSentEvent
-from sse_starlette.parser import Event, EventStreamParser, EventTooLargeError
+from sse_starlette.parser import Event, EventStreamParser, EventTooLargeError, SSEError
 from tests import whatwg
 from tests.test_event import SEPS, Fields, cut, event_fields, expected_stream
 
@@ -99,3 +102,80 @@ def test_events_within_the_limit_pass_one_after_another() -> None:
 def test_a_cr_inside_a_chunk_does_not_swallow_the_lf_opening_the_next() -> None:
     # Found by hypothesis: only a CR that ends a chunk may pair with a LF in the next one.
     assert parse([b"\r\r\rdata: a", b"\n\n"])[0] == [Event("a")]
+
+
+def test_an_empty_read_between_a_cr_and_its_lf_keeps_them_one_line_end() -> None:
+    assert parse([b"data: a\r", b"", b"\n", b"data: b\n\n"])[0] == [Event("a\nb")]
+
+
+def test_a_bom_split_over_reads_is_removed() -> None:
+    assert parse([b"\xef", b"\xbb", b"\xbfdata: a\n\n"])[0] == [Event("a")]
+    assert parse([b"\xef\xbb", b"data: a\n\n"])[0] == []  # not a BOM: a field named "\ufffddata"
+
+
+# --- limits: in bytes, and never at the cost of the events before ---------------------------
+
+
+def test_events_completed_before_an_oversized_line_are_delivered_with_the_error() -> None:
+    # One network read: a valid 900-byte event, then a line past max_event_size=1000.
+    parser = EventStreamParser(max_event_size=1000)
+    valid = b"data: " + b"v" * 900 + b"\n\n"
+    with pytest.raises(EventTooLargeError, match="max_event_size=1000") as info:
+        parser.feed(valid + b"data: " + b"x" * 1500)
+    assert info.value.events == [Event("v" * 900)]
+    with pytest.raises(EventTooLargeError) as again:  # the parser stays failed
+        parser.feed(b"\n\n")
+    assert again.value.events == []
+
+
+def test_events_completed_before_an_oversized_event_are_delivered_with_the_error() -> None:
+    parser = EventStreamParser(max_event_size=100)
+    with pytest.raises(EventTooLargeError) as info:
+        parser.feed(b"data: a\n\ndata: b\n\n" + b"data: xxxxxxxxx\n" * 20)
+    assert info.value.events == [Event("a"), Event("b")]
+
+
+def test_max_event_size_counts_bytes_of_utf8_not_characters() -> None:
+    parser = EventStreamParser(max_event_size=1000)
+    with pytest.raises(EventTooLargeError):  # 600 characters, 1,200 bytes
+        parser.feed(ServerSentEvent("é" * 600).encode())
+    assert EventStreamParser(max_event_size=1000).feed(ServerSentEvent("é" * 499).encode())
+
+
+def test_the_errors_are_sse_errors_and_value_errors() -> None:
+    assert issubclass(EventTooLargeError, SSEError)
+    assert issubclass(EventTooLargeError, ValueError)
+
+
+# --- the work is linear in the input, whatever the read sizes --------------------------------
+
+
+class CountingSplitter:
+    """Stands in for the parser's line splitter; counts the bytes handed to it to scan."""
+
+    def __init__(self, split: Callable[[bytes], list[bytes]]) -> None:
+        self.split = split
+        self.scanned = 0
+
+    def __call__(self, data: bytes) -> list[bytes]:
+        self.scanned += len(data)
+        return self.split(data)
+
+
+@pytest.mark.parametrize(
+    ("payload", "read_size"),
+    [
+        (b"data: " + b"x" * 500_000, 256),  # a line that never ends, in small reads
+        (b"data: " + b"y" * 1_000_000 + b"\n\n", 512),  # a valid 1 MB event
+        (b"data: z\n" * 100_000 + b"\n", 7),  # many short lines
+    ],
+)
+def test_each_byte_is_scanned_once_whatever_the_read_size(
+    payload: bytes, read_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counting = CountingSplitter(parser_module._split_lines)
+    monkeypatch.setattr(parser_module, "_split_lines", counting)
+    parser = EventStreamParser(max_event_size=None)
+    for start in range(0, len(payload), read_size):
+        parser.feed(payload[start : start + read_size])
+    assert counting.scanned == len(payload)

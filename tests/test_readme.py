@@ -125,6 +125,27 @@ def test_readme_bench_figure_is_the_full_runs(
     assert round(measured, decimals) == float(quoted), (text, measured)
 
 
+# The parser paragraph quotes bench/results/parser.json the same way.
+PARSER = json.loads((ROOT / "bench" / "results" / "parser.json").read_text())["cases"]
+QUOTED_PARSER_FIGURES = [
+    # (README text with the number as {}, case, implementation or the ratio)
+    ("in 256-byte reads it parses {} MB/s", "small events, 256-byte reads", "ours"),
+    ("MB/s, {}x httpx-sse (a frozen", "small events, 256-byte reads", "ratio"),
+    ("event in 256-byte reads {} MB/s", "one 1 MB event, 256-byte reads", "ours"),
+    ("MB/s, {}x httpx-sse.", "one 1 MB event, 256-byte reads", "ratio"),
+]
+
+
+@pytest.mark.parametrize(("text", "case", "impl"), QUOTED_PARSER_FIGURES)
+def test_readme_parser_figure_is_the_committed_runs(text: str, case: str, impl: str) -> None:
+    words = (re.escape(word).replace(re.escape("{}"), NUMBER) for word in text.split())
+    found = re.search(r"\s+".join(words), README)
+    assert found, f"README no longer says {text!r}"
+    figures = PARSER[case]
+    measured = figures["ratio ours/httpx-sse"] if impl == "ratio" else figures[impl]["MB/s"]
+    assert float(found.group(1).rstrip(".")) == measured, (text, measured)
+
+
 def test_readme_bench_claims_without_a_number_hold() -> None:
     throughput = BENCH["scenarios"]["throughput"]["figures"]
     churn = BENCH["scenarios"]["churn"]["figures"]["ours"]
