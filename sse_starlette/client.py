@@ -2,7 +2,10 @@
 
 `EventSource` (async, asyncio or trio) and `SyncEventSource` (blocking) read a
 `text/event-stream` response with the shared WHATWG parser, reconnect after a drop, honour the
-server's `retry`, send `Last-Event-ID` and stop for good on `204 No Content`.
+server's `retry`, send `Last-Event-ID` and stop for good on `204 No Content`. As a browser does,
+any other status than 200 (or another content type) fails the stream, unless the status is
+one of `retry_statuses`. The sans-I/O core (`_EventSourceBase`, `_Reconnection`) is shared; the
+two classes add the I/O.
 
 Needs httpx: `pip install "sse-starlette[client]"`.
 """
@@ -10,13 +13,17 @@ Needs httpx: `pip install "sse-starlette[client]"`.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import random
+import socket
+import threading
 import time
+import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import anyio
 
@@ -32,12 +39,15 @@ from sse_starlette.parser import (
     Event,
     EventStreamParser,
     EventTooLargeError,
+    SSEError,
 )
 
 __all__ = [
+    "EndReason",
     "Event",
     "EventSource",
     "EventTooLargeError",
+    "SSEConnectionError",
     "SSEError",
     "SSEReconnectError",
     "SSEResponseError",
@@ -47,11 +57,14 @@ __all__ = [
 
 logger = logging.getLogger("sse_starlette.client")
 
-DEFAULT_RETRY = 3.0  # seconds; the spec leaves the initial reconnection time to the client
+DEFAULT_RETRY_MS = 3000  # the spec leaves the initial reconnection time to the client
 # An idle event stream is normal, so no read timeout (a browser has none either).
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, read=None)
+# Consecutive answers with a status of `retry_statuses` retried, unless `max_reconnects` says.
+DEFAULT_MAX_STATUS_RETRIES = 5
 
-# Answers worth another try: the server is overloaded or restarting, not refusing us.
+# Answers worth another try (`SSEResponseError.transient`): the server is overloaded or
+# restarting, not refusing us. Retried only when listed in `retry_statuses`.
 _TRANSIENT_STATUSES = frozenset((408, 429, 500, 502, 503, 504))
 
 # Failures of the connection, worth another try; a LocalProtocolError or UnsupportedProtocol
@@ -66,16 +79,29 @@ _NETWORK_ERRORS = (
 OnReconnect = Callable[[int, float, Exception], object]
 
 
-class SSEError(Exception):
-    """Base class of the errors `EventSource` and `SyncEventSource` raise themselves."""
+class EndReason(enum.Enum):
+    """Why a source stopped (`EventSource.end_reason`); None while it is still live."""
+
+    NO_CONTENT = "no-content"  # the server answered 204: stop for good, as a browser does
+    SERVER_CLOSED = "server-closed"  # with reconnect=False, the server ended the response
+    CLOSED = "closed"  # aclose() / close() (or leaving the `with` block)
+    GAVE_UP = "gave-up"  # max_reconnects, max_reconnect_time or the status retries ran out
+    FAILED = "failed"  # an error was raised: a refused response, an oversized event, ...
+
+
+class SSEConnectionError(SSEError, httpx.TransportError):
+    """The request failed: a network error with `reconnect=False`, or an error that would
+    recur (an unsupported scheme, an invalid URL, too many redirects). httpx's own error is
+    `__cause__`; this is also an `httpx.TransportError`, so code catching those still does.
+    """
 
 
 class SSEResponseError(SSEError):
     """The server answered with something other than `200` and `text/event-stream`.
 
     `status_code`, `content_type` (`""` when absent) and `url` say what arrived; `transient`
-    is true for the statuses that are retried within the reconnection limits (408, 429, 500,
-    502, 503, 504). The body is not read.
+    is true for the statuses worth another try (408, 429, 500, 502, 503, 504), which a source
+    retries only when they are among its `retry_statuses`. The body is not read.
     """
 
     def __init__(self, response: httpx.Response) -> None:
@@ -103,7 +129,7 @@ class SSEStreamEndedError(SSEError):
 
 
 class SSEReconnectError(SSEError):
-    """Reconnecting gave up (`max_reconnects` or `max_reconnect_time` reached).
+    """Reconnecting gave up (`max_reconnects`, `max_reconnect_time`, or the status retries).
 
     `attempts` is the number of reconnection attempts made since the last established
     connection; `cause` (also `__cause__`) is why the last connection was lost or refused.
@@ -200,6 +226,32 @@ def _check(name: str, value: float, minimum: float) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def _retry_seconds(retry_ms: int | None, retry: float | None) -> float:
+    """The initial reconnection time, from `retry_ms=` or the deprecated `retry=` (seconds)."""
+    if retry is not None:
+        if retry_ms is not None:
+            raise TypeError("give retry_ms= (milliseconds), not also retry= (seconds)")
+        warnings.warn(
+            "retry= (seconds) is deprecated: use retry_ms= (milliseconds, the unit of the "
+            "stream's own retry: field and of Event.retry)",
+            DeprecationWarning,
+            stacklevel=4,
+        )
+        return retry
+    if retry_ms is None:
+        return DEFAULT_RETRY_MS / 1000
+    if isinstance(retry_ms, bool) or not isinstance(retry_ms, int):
+        raise TypeError(f"retry_ms must be an int (milliseconds), got {retry_ms!r}")
+    return retry_ms / 1000
+
+
+def _request_of(error: httpx.RequestError) -> httpx.Request | None:
+    try:
+        return error.request
+    except RuntimeError:  # httpx: "The .request property has not been set."
+        return None
+
+
 def _describe(cause: Exception) -> str:
     return f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__
 
@@ -225,7 +277,7 @@ class _EventSourceBase(Generic[ClientT]):
         json: Any = None,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         last_event_id: str = "",
-        retry: float = DEFAULT_RETRY,
+        retry_ms: int | None = None,
         backoff: float = 1.0,
         max_delay: float = 60.0,
         jitter: bool = False,
@@ -234,6 +286,8 @@ class _EventSourceBase(Generic[ClientT]):
         reconnect: bool = True,
         max_event_size: int | None = _DEFAULT_MAX_EVENT_SIZE,
         on_reconnect: OnReconnect | None = None,
+        retry_statuses: Collection[int] = (),
+        retry: float | None = None,
     ) -> None:
         self._client: ClientT | None = client
         self._owns_client = client is None
@@ -246,15 +300,28 @@ class _EventSourceBase(Generic[ClientT]):
         # A Last-Event-ID among the headers is the initial id; the source sends its own.
         header_id = self._headers.pop("Last-Event-ID", "")
         last_event_id = last_event_id or header_id
+        # What a browser's EventSource sends (its fetch is in no-store mode, which adds the
+        # no-cache pair): no cache on the way may answer for the server.
         self._headers.setdefault("Accept", "text/event-stream")
-        self._headers.setdefault("Cache-Control", "no-store")
+        self._headers.setdefault("Cache-Control", "no-cache")
+        self._headers.setdefault("Pragma", "no-cache")
         self._content = content
         self._data = data
         self._json = json
         self._timeout = timeout
         self._reconnection = _Reconnection(
-            retry, backoff, max_delay, jitter, max_reconnects, max_reconnect_time
+            _retry_seconds(retry_ms, retry),
+            backoff,
+            max_delay,
+            jitter,
+            max_reconnects,
+            max_reconnect_time,
         )
+        self._retry_statuses = frozenset(retry_statuses)
+        self._max_status_retries = (
+            DEFAULT_MAX_STATUS_RETRIES if max_reconnects is None else max_reconnects
+        )
+        self._status_retries = 0  # consecutive answers retried for their status
         self._reconnect = reconnect
         self._max_event_size = max_event_size
         self._on_reconnect = on_reconnect
@@ -266,6 +333,8 @@ class _EventSourceBase(Generic[ClientT]):
         self._delay: float | None = None  # set after a loss: wait this long, then reconnect
         self._done = False
         self._closed = False
+        self._failure: EventTooLargeError | None = None  # raised once the events before it are out
+        self.end_reason: EndReason | None = None
 
     @property
     def last_event_id(self) -> str:
@@ -277,9 +346,32 @@ class _EventSourceBase(Generic[ClientT]):
         return self._delivered_id if self._pending else self._received_id
 
     @property
+    def retry_ms(self) -> int:
+        """The current reconnection time in milliseconds: `retry_ms=`, or what the stream set."""
+        return round(self._reconnection.retry * 1000)
+
+    @property
     def retry(self) -> float:
-        """The current reconnection time in seconds: `retry=`, or what the stream set."""
+        """Deprecated: the reconnection time in seconds; use `retry_ms`."""
+        warnings.warn("EventSource.retry is deprecated: use retry_ms", DeprecationWarning, 2)
         return self._reconnection.retry
+
+    def _end(self, reason: EndReason) -> None:
+        self._done = True
+        if self.end_reason is None:
+            self.end_reason = reason
+
+    def _raise_failure(self) -> None:
+        """The source is done: raise the error it deferred until its events were out, once."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+
+    def _close_state(self) -> None:
+        self._closed = True
+        self._failure = None
+        self._end(EndReason.CLOSED)
+        self._discard_pending()
 
     def _request(self, client: ClientT) -> httpx.Request:
         headers: httpx.Headers = self._headers
@@ -308,24 +400,30 @@ class _EventSourceBase(Generic[ClientT]):
         ):
             return False
         self._reconnection.connected()
+        self._status_retries = 0
         # Each connection parses from a clean state (a partial event is discarded), but the
         # last event ID and the reconnection time carry over, as in a browser.
         self._parser = EventStreamParser(self._received_id, self._max_event_size)
         self._parser.retry = self._stream_retry
         return True
 
-    def _feed(self, chunk: bytes) -> None:
-        """Parse `chunk`; `EventTooLargeError` ends the source (a retry would fail alike)."""
+    def _feed(self, chunk: bytes) -> bool:
+        """Parse `chunk`. False: an event was too large, which ends the source (a retry
+        would fail alike) once the events completed before it have been handed out."""
         assert self._parser is not None
         try:
             self._pending.extend(self._parser.feed(chunk))
-        except EventTooLargeError:
-            self._done = True
-            raise
+        except EventTooLargeError as exc:
+            self._pending.extend(exc.events)
+            self._received_id = self._parser.last_event_id
+            self._failure = exc
+            self._end(EndReason.FAILED)
+            return False
         self._received_id = self._parser.last_event_id
         if self._parser.retry is not None and self._parser.retry != self._stream_retry:
             self._stream_retry = self._parser.retry
             self._reconnection.retry = self._parser.retry / 1000
+        return True
 
     def _next_event(self) -> Event:
         event = self._pending.popleft()
@@ -339,17 +437,39 @@ class _EventSourceBase(Generic[ClientT]):
             self._pending.clear()
 
     def _reject(self, response: httpx.Response) -> None:
-        """A response `_accept` refused: 204 stops, a transient status retries, others raise."""
+        """A response `_accept` refused: 204 stops, a status of `retry_statuses` retries
+        (a bounded number of times), any other fails the source, as in a browser."""
         if self._closed:
             return
         if response.status_code == 204:
-            self._done = True
+            self._end(EndReason.NO_CONTENT)
             return
         error = SSEResponseError(response)
-        if not error.transient:
-            self._done = True
+        if response.status_code not in self._retry_statuses or response.status_code == 200:
+            self._end(EndReason.FAILED)
             raise error
+        if self._status_retries >= self._max_status_retries:
+            self._end(EndReason.GAVE_UP)
+            bound = (
+                f"at most {DEFAULT_MAX_STATUS_RETRIES} by default"
+                if self._reconnection.max_reconnects is None
+                else f"max_reconnects={self._reconnection.max_reconnects}"
+            )
+            raise SSEReconnectError(
+                f"gave up after {self._status_retries} retries of a status of retry_statuses "
+                f"({bound}); last: {error}",
+                self._status_retries,
+                error,
+            ) from error
+        self._status_retries += 1
         self._lost(error)
+
+    def _refused(self, error: Exception) -> NoReturn:
+        """A request that would fail the same way again (a bad URL or scheme, too many
+        redirects, a protocol error of ours): raised at once, as an `SSEConnectionError`."""
+        self._end(EndReason.FAILED)
+        request = _request_of(error) if isinstance(error, httpx.RequestError) else None
+        raise SSEConnectionError(_describe(error), request=request) from error
 
     def _lost(self, cause: Exception) -> None:
         """The connection is gone or was refused: schedule the next one, stop, or raise."""
@@ -357,17 +477,23 @@ class _EventSourceBase(Generic[ClientT]):
         if self._closed:
             return
         if not self._reconnect:
-            self._done = True
             if isinstance(cause, SSEStreamEndedError):
+                self._end(EndReason.SERVER_CLOSED)
                 return
+            self._end(EndReason.FAILED)
+            if isinstance(cause, httpx.TransportError) and not isinstance(cause, SSEError):
+                raise SSEConnectionError(_describe(cause), request=_request_of(cause)) from cause
             raise cause
         try:
             delay = self._reconnection.next_delay(cause, time.monotonic())
         except SSEReconnectError:
-            self._done = True
+            self._end(EndReason.GAVE_UP)
             raise
         attempt = self._reconnection.attempt
-        logger.info(
+        # A refused answer retried is worth a look; a dropped connection is routine.
+        level = logging.WARNING if isinstance(cause, SSEResponseError) else logging.INFO
+        logger.log(
+            level,
             "reconnecting to %s in %.3f s (attempt %d, Last-Event-ID %r) after %s",
             self.url,
             delay,
@@ -390,18 +516,21 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
     ```
 
     Connects on the first iteration. After a network error or the end of the response it
-    waits `retry` seconds (or the server's `retry:`), optionally growing by `backoff` up to
-    `max_delay` with `jitter`, and reconnects sending `Last-Event-ID`. A `204` ends the
-    iteration; other statuses or content types raise `SSEResponseError` (408, 429, 500,
-    502, 503 and 504 are retried first). `max_reconnects` / `max_reconnect_time` bound the
-    attempts since the last established connection; past them `SSEReconnectError` is raised.
-    `reconnect=False` reads one response: its end ends the iteration, a network error is
-    raised.
+    waits `retry_ms` milliseconds (or the server's `retry:`), optionally growing by `backoff`
+    up to `max_delay` seconds with `jitter`, and reconnects sending `Last-Event-ID`. As in a
+    browser, a `204` ends the iteration and any other status than 200 (or another content
+    type) raises `SSEResponseError`, unless the status is in `retry_statuses`: those are
+    retried, at most `max_reconnects` times in a row (default 5), each with a WARNING.
+    `max_reconnects` / `max_reconnect_time` bound the attempts since the last established
+    connection; past them `SSEReconnectError` is raised. `reconnect=False` reads one
+    response: its end ends the iteration, a network error raises `SSEConnectionError`.
+    Every error raised is an `SSEError`; `end_reason` says why the iteration ended.
 
     `client` is used as given and left open (its base URL, auth, cookies, transport apply);
     without one the source creates and closes its own. Leaving `async with` or `aclose()`
     closes the response at once. `on_reconnect(attempt, delay, cause)` is called before each
-    wait; each reconnection is also logged at INFO on `sse_starlette.client`.
+    wait; each reconnection is also logged on `sse_starlette.client` (INFO, WARNING for a
+    retried status). `retry=` (seconds) is the deprecated spelling of `retry_ms=`.
     """
 
     _chunks: AsyncIterator[bytes] | None
@@ -426,6 +555,7 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
     async def __anext__(self) -> Event:
         while not self._pending:
             if self._done:
+                self._raise_failure()
                 raise StopAsyncIteration
             if self._response is None:
                 await self._connect()
@@ -435,8 +565,7 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
 
     async def aclose(self) -> None:
         """Close the response (the server sees the disconnect) and an owned client; idempotent."""
-        self._closed = self._done = True
-        self._discard_pending()
+        self._close_state()
         if self._wake is not None:
             self._wake.set()
         await self._drop()
@@ -463,6 +592,8 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
         except _NETWORK_ERRORS as exc:
             self._lost(exc)
             return
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            self._refused(exc)
         if self._accept(response):
             self._response, self._chunks = response, response.aiter_bytes()
         else:
@@ -485,13 +616,8 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
                 return
             raise
         else:
-            if self._closed:
-                return
-            try:
-                self._feed(chunk)
-            except EventTooLargeError:
+            if not self._closed and not self._feed(chunk):
                 await self._drop()
-                raise
             return
         await self._drop()
         self._lost(cause)
@@ -534,10 +660,13 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
             print(event.data)
     ```
 
-    Same parameters and rules as `EventSource`; `close()` instead of `aclose()`.
+    Same parameters and rules as `EventSource`; `close()` instead of `aclose()`. `close()`
+    may be called from another thread: it ends a reconnection wait or a blocked read at once.
     """
 
     _chunks: Iterator[bytes] | None
+    _wake: threading.Event | None = None  # set by close() to cut a reconnection wait
+    _reading = False
 
     def __enter__(self) -> SyncEventSource:
         return self
@@ -556,6 +685,7 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
     def __next__(self) -> Event:
         while not self._pending:
             if self._done:
+                self._raise_failure()
                 raise StopIteration
             if self._response is None:
                 self._connect()
@@ -564,9 +694,13 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
         return self._next_event()
 
     def close(self) -> None:
-        """Close the response (the server sees the disconnect) and an owned client; idempotent."""
-        self._closed = self._done = True
-        self._discard_pending()
+        """Close the response (the server sees the disconnect) and an owned client; idempotent.
+
+        Thread-safe: from another thread it ends a reconnection wait or a read at once.
+        """
+        self._close_state()
+        if self._wake is not None:
+            self._wake.set()
         self._drop()
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
@@ -574,9 +708,14 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
 
     def _connect(self) -> None:
         if self._delay is not None:
-            # Not thread-safe (documented): close() cannot come during the wait.
-            time.sleep(self._delay)
+            if self._wake is None:
+                self._wake = threading.Event()
+            # An Event, not time.sleep: close() from another thread ends the wait at once
+            # (and Ctrl+C still interrupts it in the main thread).
+            self._wake.wait(self._delay)
             self._delay = None
+            if self._closed:
+                return
         if self._client is None:
             self._client = httpx.Client()
         try:
@@ -586,6 +725,8 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
         except _NETWORK_ERRORS as exc:
             self._lost(exc)
             return
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            self._refused(exc)
         if self._accept(response):
             self._response, self._chunks = response, response.iter_bytes()
         else:
@@ -594,30 +735,46 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
 
     def _read(self) -> None:
         assert self._chunks is not None
+        self._reading = True  # until it ends, close() in another thread leaves the iterator be
         try:
             chunk = next(self._chunks)
         except StopIteration:
             cause: Exception = SSEStreamEndedError("the server ended the response")
         except _NETWORK_ERRORS as exc:
             cause = exc
-        except BaseException:
+        except BaseException as exc:
+            self._reading = False
             self._drop()
+            # Closed from another thread mid-read: the iteration ends, not with its error.
+            if self._closed and isinstance(exc, Exception):
+                return
             raise
         else:
-            try:
-                self._feed(chunk)
-            except EventTooLargeError:
+            self._reading = False
+            if not self._closed and not self._feed(chunk):
                 self._drop()
-                raise
             return
+        self._reading = False
         self._drop()
         self._lost(cause)
 
     def _drop(self) -> None:
         chunks, self._chunks = self._chunks, None
         response, self._response = self._response, None
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
         if response is not None:
+            if self._reading:
+                _shut_down(response)
             response.close()
+        close = getattr(chunks, "close", None)
+        if close is not None and not self._reading:
+            close()
+
+
+def _shut_down(response: httpx.Response) -> None:
+    # Closing a socket does not wake a recv() blocked on it in another thread; shutting it
+    # down does. httpx exposes the connection's stream as the "network_stream" extension.
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import signal
 import socket
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,9 +26,13 @@ from starlette.types import Receive, Scope, Send
 
 from sse_starlette import EventSourceResponse
 from sse_starlette.client import (
+    DEFAULT_MAX_STATUS_RETRIES,
+    EndReason,
     Event,
     EventSource,
     EventTooLargeError,
+    SSEConnectionError,
+    SSEError,
     SSEReconnectError,
     SSEResponseError,
     SSEStreamEndedError,
@@ -84,7 +92,7 @@ async def test_drop_mid_event_resumes_from_last_id_without_gap_or_duplicate(
     async with EventSource(
         f"{server.url}/resume",
         params={"key": key, "end": end},
-        retry=0.01,
+        retry_ms=10,
         on_reconnect=lambda *args: reconnects.append(args),
     ) as source:
         received = [(event.id, event.data) for event in await collect(source)]
@@ -104,10 +112,10 @@ async def test_drop_mid_event_resumes_from_last_id_without_gap_or_duplicate(
 @pytest.mark.server
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("server_retry", "client_retry", "expected"), [(250, 0.01, 0.25), (None, 0.1, 0.1)]
+    ("server_retry", "client_retry", "expected"), [(250, 10, 0.25), (None, 100, 0.1)]
 )
 async def test_server_retry_sets_the_reconnection_delay(
-    server: Server, server_retry: int | None, client_retry: float, expected: float
+    server: Server, server_retry: int | None, client_retry: int, expected: float
 ) -> None:
     key = new_key()
     params: dict[str, Any] = {"key": key, "count": 2, "per": 1}
@@ -117,14 +125,14 @@ async def test_server_retry_sets_the_reconnection_delay(
     async with EventSource(
         f"{server.url}/events",
         params=params,
-        retry=client_retry,
+        retry_ms=client_retry,
         on_reconnect=lambda attempt, delay, cause: delays.append(delay),
     ) as source:
         first = await anext(source)
         received_first = time.monotonic()
         second = await anext(source)  # after the response ends, the wait, and a reconnect
         gap = time.monotonic() - received_first
-        assert source.retry == expected
+        assert source.retry_ms == round(expected * 1000)
     assert delays == [expected]
     assert gap >= expected
     assert (first.id, second.id) == ("1", "2")
@@ -140,7 +148,7 @@ async def test_204_ends_iteration_for_good(
 ) -> None:
     key = new_key()
     async with EventSource(
-        f"{server.url}/events", params={"key": key, "count": count}, retry=0.01
+        f"{server.url}/events", params={"key": key, "count": count}, retry_ms=10
     ) as source:
         received = [event.data for event in await collect(source)]
         assert await collect(source) == []  # stays ended
@@ -172,7 +180,7 @@ async def test_wrong_status_or_content_type_raises_naming_what_arrived(
     key = new_key()
     with pytest.raises(SSEResponseError, match=message) as info:
         async with EventSource(
-            f"{server.url}{path}", params={**params, "key": key}, retry=0.01, max_reconnects=1
+            f"{server.url}{path}", params={**params, "key": key}, retry_ms=10, max_reconnects=1
         ) as source:
             await anext(source)
     assert (info.value.status_code, info.value.content_type) == (status_code, content_type)
@@ -183,18 +191,66 @@ async def test_wrong_status_or_content_type_raises_naming_what_arrived(
 @pytest.mark.server
 @pytest.mark.anyio
 @pytest.mark.parametrize("code", [408, 429, 500, 502, 503, 504])
-async def test_a_retried_status_is_retried_until_max_reconnects(server: Server, code: int) -> None:
+async def test_by_default_any_status_but_200_fails_at_once_as_in_a_browser(
+    server: Server, code: int
+) -> None:
     key = new_key()
-    with pytest.raises(SSEReconnectError, match=rf"max_reconnects=2.*{code}") as info:
+    with pytest.raises(SSEResponseError, match=f"answered {code}") as info:
         async with EventSource(
-            f"{server.url}/status", params={"key": key, "code": code}, retry=0.01, max_reconnects=2
+            f"{server.url}/status", params={"key": key, "code": code}, retry_ms=10
         ) as source:
             await anext(source)
+    assert info.value.transient  # worth a retry, yet not retried unless asked
+    assert source.end_reason is EndReason.FAILED
+    assert seen_by(server, key)["ids"] == [None]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [429, 502, 503])
+async def test_a_status_of_retry_statuses_is_retried_until_max_reconnects(
+    server: Server, code: int
+) -> None:
+    key = new_key()
+    with pytest.raises(SSEReconnectError, match=f"max_reconnects=2.*{code}") as info:
+        async with EventSource(
+            f"{server.url}/status",
+            params={"key": key, "code": code},
+            retry_ms=10,
+            max_reconnects=2,
+            retry_statuses={code},
+        ) as source:
+            await anext(source)
+    assert source.end_reason is EndReason.GAVE_UP
     assert info.value.attempts == 2
     cause = info.value.__cause__
     assert isinstance(cause, SSEResponseError) and cause.status_code == code
     assert info.value.cause is cause
     assert len(seen_by(server, key)["ids"]) == 3  # the first request and two reconnects
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_status_retries_are_bounded_by_default_and_each_is_a_warning(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = new_key()
+    reconnects: list[tuple[int, Exception]] = []
+    with pytest.raises(SSEReconnectError, match="at most 5") as info:
+        async with EventSource(
+            f"{server.url}/status",
+            params={"key": key, "code": 503},
+            retry_ms=1,
+            retry_statuses={503},
+            on_reconnect=lambda attempt, delay, cause: reconnects.append((attempt, cause)),
+        ) as source:
+            await anext(source)
+    assert info.value.attempts == DEFAULT_MAX_STATUS_RETRIES == 5
+    assert len(seen_by(server, key)["ids"]) == 6
+    assert [attempt for attempt, _ in reconnects] == [1, 2, 3, 4, 5]
+    assert all(isinstance(cause, SSEResponseError) for _, cause in reconnects)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 5 and "503" in warnings[0].getMessage()
 
 
 @pytest.mark.server
@@ -206,8 +262,9 @@ async def test_gives_up_at_max_reconnect_time(server: Server) -> None:
         async with EventSource(
             f"{server.url}/status",
             params={"key": key, "code": 503},
-            retry=0.1,
+            retry_ms=100,
             max_reconnect_time=0.3,
+            retry_statuses={503},
         ) as source:
             await anext(source)
     # Each attempt waited its delay first; the one that would end past the deadline was not made.
@@ -226,7 +283,7 @@ async def test_connection_refused_is_retried_then_gives_up() -> None:
         with pytest.raises(SSEReconnectError) as info:
             async with EventSource(
                 url,
-                retry=0.01,
+                retry_ms=10,
                 max_reconnects=1,
                 on_reconnect=lambda attempt, delay, cause: causes.append(cause),
             ) as source:
@@ -250,7 +307,7 @@ async def test_timeout_applies_with_a_given_client_and_a_read_timeout_reconnects
             params={"key": key, "count": 2, "per": 1, "pause": 1},
             client=client,
             timeout=httpx.Timeout(10.0, read=0.1),
-            retry=0.01,
+            retry_ms=10,
             on_reconnect=lambda attempt, delay, cause: causes.append(cause),
         ) as source,
     ):
@@ -267,13 +324,18 @@ async def test_without_reconnect_one_response_is_read(server: Server) -> None:
     url = f"{server.url}/resume"
     async with EventSource(url, params={"key": key, "end": "clean"}, reconnect=False) as source:
         assert [event.id for event in await collect(source)] == ["1", "2"]
-    with pytest.raises(httpx.RemoteProtocolError):
+        assert source.end_reason is EndReason.SERVER_CLOSED
+    # Every error the client raises is an SSEError; this one is also httpx's TransportError.
+    with pytest.raises(SSEConnectionError) as info:
         async with EventSource(url, params={"key": key, "end": "abort"}, reconnect=False) as s:
             assert [await anext(s), await anext(s)] == [
                 Event("event 1", id="1"),
                 Event("event 2", id="2"),
             ]
             await anext(s)
+    assert isinstance(info.value, SSEError) and isinstance(info.value, httpx.TransportError)
+    assert isinstance(info.value.__cause__, httpx.RemoteProtocolError)
+    assert s.end_reason is EndReason.FAILED
     assert seen_by(server, key)["ids"] == [None, None]
 
 
@@ -286,10 +348,60 @@ async def test_oversize_event_raises_and_does_not_reconnect(server: Server) -> N
             f"{server.url}/events",
             params={"key": key, "count": 1, "size": 5000},
             max_event_size=1000,
-            retry=0.01,
+            retry_ms=10,
         ) as source:
             await anext(source)
     assert seen_by(server, key)["ids"] == [None]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_events_before_an_oversized_one_in_the_same_read_are_delivered_first(
+    server: Server,
+) -> None:
+    # One body chunk: a valid 900-byte event, then a 1,500-byte line, max_event_size=1000.
+    key = new_key()
+    received: list[Event] = []
+    with pytest.raises(EventTooLargeError, match="max_event_size=1000"):
+        async with EventSource(
+            f"{server.url}/oversized_after_one",
+            params={"key": key},
+            max_event_size=1000,
+            retry_ms=10,
+        ) as source:
+            async for event in source:
+                received.append(event)
+    assert received == [Event("v" * 900, id="1")]
+    assert source.last_event_id == "1"
+    assert source.end_reason is EndReason.FAILED
+    assert seen_by(server, key)["ids"] == [None]
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_max_event_size_counts_utf8_bytes(server: Server) -> None:
+    key = new_key()
+    with pytest.raises(EventTooLargeError):  # 600 characters: 1,200 bytes of "é"
+        async with EventSource(
+            f"{server.url}/events",
+            params={"key": key, "count": 1, "size": 600, "char": "é"},
+            max_event_size=1000,
+        ) as source:
+            await anext(source)
+
+
+@pytest.mark.server
+@pytest.mark.anyio
+async def test_end_reason_says_why_iteration_ended(server: Server) -> None:
+    async with EventSource(f"{server.url}/events", params={"key": new_key(), "count": 0}) as source:
+        assert await collect(source) == []
+        assert source.end_reason is EndReason.NO_CONTENT
+    async with EventSource(
+        f"{server.url}/events", params={"key": new_key(), "count": 1, "pause": 1}
+    ) as source:
+        await anext(source)
+        assert source.end_reason is None  # still live
+    assert source.end_reason is EndReason.CLOSED
 
 
 # --- closing ---------------------------------------------------------------------------------
@@ -337,7 +449,7 @@ async def test_cancelled_read_closes_the_response_and_iterating_again_resumes(
     source = EventSource(
         f"{server.url}/events",
         params={"key": key, "count": 2, "per": 1, "pause": 1},
-        retry=60,
+        retry_ms=60_000,
         on_reconnect=lambda attempt, delay, cause: reconnects.append(attempt),
     )
     try:
@@ -390,7 +502,7 @@ def test_sync_source_resumes_after_drop_and_stops_on_204(server: Server) -> None
     with SyncEventSource(
         f"{server.url}/resume",
         params={"key": key, "end": "abort"},
-        retry=0.01,
+        retry_ms=10,
         on_reconnect=lambda attempt, delay, cause: reconnects.append(attempt),
     ) as source:
         received = [(event.id, event.data) for event in itertools.islice(source, 20)]
@@ -422,11 +534,119 @@ def test_sync_source_errors_match_async(
     with (
         pytest.raises(error, match=message),
         SyncEventSource(
-            f"{server.url}/status", params={"key": key, "code": code}, retry=0.01, max_reconnects=1
+            f"{server.url}/status",
+            params={"key": key, "code": code},
+            retry_ms=10,
+            max_reconnects=1,
+            retry_statuses={502},
         ) as source,
     ):
         next(source)
     assert len(seen_by(server, key)["ids"]) == requests
+
+
+@pytest.mark.server
+def test_sync_close_from_another_thread_ends_a_reconnection_wait_at_once(server: Server) -> None:
+    key = new_key()
+    waiting = threading.Event()
+    source = SyncEventSource(
+        f"{server.url}/events",
+        params={"key": key, "count": 2, "per": 1},
+        retry_ms=60_000,
+        on_reconnect=lambda attempt, delay, cause: waiting.set(),
+    )
+    assert next(source).id == "1"
+
+    def close_once_waiting() -> None:
+        waiting.wait(10)
+        source.close()
+
+    closer = threading.Thread(target=close_once_waiting)
+    closer.start()
+    started = time.monotonic()
+    with pytest.raises(StopIteration):
+        next(source)  # the response ended: waits 60 s to reconnect, unless closed
+    closer.join()
+    assert time.monotonic() - started < 10
+    assert source.end_reason is EndReason.CLOSED
+    assert seen_by(server, key)["ids"] == [None]
+
+
+_CTRL_C = """
+import sys
+from sse_starlette.client import SyncEventSource
+
+source = SyncEventSource(
+    sys.argv[1],
+    params={"key": sys.argv[2], "count": 2, "per": 1},
+    retry_ms=60_000,
+    on_reconnect=lambda attempt, delay, cause: print("waiting", flush=True),
+)
+next(source)
+try:
+    next(source)  # the response ended: waits 60 s to reconnect
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+@pytest.mark.server
+def test_ctrl_c_ends_a_sync_reconnection_wait_at_once(server: Server) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C, f"{server.url}/events", new_key()],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    watchdog = threading.Timer(20, process.kill)  # a hang fails the test, never the suite
+    watchdog.start()
+    try:
+        assert process.stdout.readline().strip() == "waiting"
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.stdout.readline().strip() == "interrupted"
+        assert process.wait(10) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        watchdog.cancel()
+        process.kill()
+
+
+@pytest.mark.server
+def test_sync_close_from_another_thread_ends_a_blocked_read(server: Server) -> None:
+    key = new_key()
+    source = SyncEventSource(f"{server.url}/events", params={"key": key, "count": 1, "pause": 1})
+    assert next(source).id == "1"
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            next(source)  # blocks: the server holds the response open with nothing to send
+        except BaseException as exc:
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(0.3)
+    assert reader.is_alive()  # blocked in the read
+    source.close()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert [type(exc) for exc in outcome] == [StopIteration]
+    server.wait_log(f"{key}: disconnect")
+
+
+@pytest.mark.anyio
+async def test_retry_seconds_still_works_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match="retry_ms"):
+        source = EventSource("http://127.0.0.1:1/", retry=0.25)
+    assert source.retry_ms == 250
+    with pytest.warns(DeprecationWarning, match="retry_ms"):
+        assert source.retry == 0.25
+    with pytest.raises(TypeError, match="retry_ms"):
+        EventSource("http://127.0.0.1:1/", retry=0.25, retry_ms=250)
+    with pytest.raises(TypeError, match="milliseconds"):
+        EventSource("http://127.0.0.1:1/", retry_ms=0.5)  # type: ignore[arg-type]
 
 
 # --- in process, through httpx.ASGITransport ------------------------------------------------
@@ -495,7 +715,9 @@ async def test_request_carries_method_body_headers_and_a_utf8_last_event_id() ->
     assert (method, json.loads(body)) == ("POST", {"q": 1})
     assert headers[b"last-event-id"] == "é-1".encode()
     assert headers[b"accept"] == b"text/event-stream"
-    assert headers[b"cache-control"] == b"no-store"
+    # What a browser's EventSource sends.
+    assert headers[b"cache-control"] == b"no-cache"
+    assert headers[b"pragma"] == b"no-cache"
     assert headers[b"authorization"] == b"Bearer t"
     assert second_headers[b"last-event-id"] == b"7"
 
@@ -633,9 +855,11 @@ def test_nonsensical_options_are_refused(options: dict[str, Any]) -> None:
 @pytest.mark.anyio
 async def test_an_error_that_would_recur_is_raised_not_retried() -> None:
     calls: list[int] = []
-    with pytest.raises(httpx.UnsupportedProtocol):
+    with pytest.raises(SSEConnectionError) as info:
         async with EventSource(
             "ftp://127.0.0.1/events", on_reconnect=lambda *args: calls.append(1)
         ) as source:
             await anext(source)
+    assert isinstance(info.value.__cause__, httpx.UnsupportedProtocol)
+    assert source.end_reason is EndReason.FAILED
     assert calls == []

@@ -75,7 +75,8 @@ class Resume:
 async def events(request: Request) -> Response:
     """Events `count` (default 3) by id, `per` per response (default all), resuming from
     Last-Event-ID; past the last, 204. `retry=MS` goes with the first event, `size=N` makes
-    each event's data N characters, `pause=1` holds each response open after its events."""
+    each event's data N characters (`char`, default x), `pause=1` holds each response open
+    after its events."""
     key, last_event_id = seen(request)
     query = request.query_params
     count = int(query.get("count", "3"))
@@ -85,10 +86,11 @@ async def events(request: Request) -> Response:
     stop = min(count, start + int(query.get("per", str(count))) - 1)
     retry = int(query["retry"]) if "retry" in query else None
     size = int(query["size"]) if "size" in query else None
+    char = query.get("char", "x")
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
         for i in range(start, stop + 1):
-            data = "x" * size if size is not None else f"event {i}"
+            data = char * size if size is not None else f"event {i}"
             yield ServerSentEvent(data, id=str(i), retry=retry if i == 1 else None)
         if query.get("pause") == "1":
             await anyio.sleep_forever()
@@ -98,6 +100,13 @@ async def events(request: Request) -> Response:
         log(f"{key}: disconnect")
 
     return EventSourceResponse(stream(), ping=0, client_close_handler_callable=disconnected)
+
+
+async def oversized_after_one(request: Request) -> Response:
+    """In one body chunk: a valid event of 900 bytes of data, then a 1,500-byte line."""
+    seen(request)
+    body = b"id: 1\ndata: " + b"v" * 900 + b"\n\ndata: " + b"x" * 1500 + b"\n\n"
+    return Response(body, media_type="text/event-stream")
 
 
 async def status(request: Request) -> Response:
@@ -119,6 +128,7 @@ app = Starlette(
         Route("/resume", Resume()),
         Route("/events", events),
         Route("/status", status),
+        Route("/oversized_after_one", oversized_after_one),
         Route("/html", html),
         Route("/state", state),
     ]
