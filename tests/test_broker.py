@@ -260,10 +260,33 @@ async def test_an_id_older_than_max_age_gets_a_reset(make_broker: Any) -> None:
     assert reset_reason(event) == "too-old"
 
 
-@pytest.mark.parametrize("last_event_id", ["nonsense", "", "1-2-3", "-1", " 1-0", "1-0\n"])
+@pytest.mark.parametrize(
+    "last_event_id",
+    [
+        "nonsense",
+        "",
+        "1-2-3",
+        "-1",
+        " 1-0",
+        "1-0\n",
+        "\u0661-\u0660",  # Arabic-Indic digits: int() reads them, Redis does not
+        "\uff11-\uff10",  # fullwidth digits
+        f"{2**64}-0",  # past what a Redis stream id holds
+        f"1-{2**64}",
+    ],
+)
 async def test_a_malformed_id_gets_a_reset(broker: Broker, last_event_id: str) -> None:
     await broker.publish("t", "x")
     async with broker.subscribe("t", last_event_id=last_event_id) as subscription:
+        (reset,) = await take(subscription, 1)
+    assert reset_reason(reset) == "malformed"
+
+
+async def test_a_real_id_written_in_other_digits_is_not_that_id(broker: Broker) -> None:
+    first = await broker.publish("t", "x")
+    await broker.publish("t", "y")
+    other_digits = first.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    async with broker.subscribe("t", last_event_id=other_digits) as subscription:
         (reset,) = await take(subscription, 1)
     assert reset_reason(reset) == "malformed"
 
@@ -429,6 +452,45 @@ async def test_redis_broker_on_trio_raises_a_clear_error(redis_server: RedisServ
 
     with pytest.raises(RuntimeError, match="asyncio only"):
         await anyio.to_thread.run_sync(lambda: anyio.run(main, backend="trio"))
+
+
+@asyncio_only
+@pytest.mark.parametrize("last_event_id", [f"{2**64}-0", "1-99999999999999999999"])
+async def test_an_id_redis_cannot_hold_is_a_reset_over_http_not_a_500(
+    redis_server: RedisServer, last_event_id: str
+) -> None:
+    async with Broker(redis_server.url, redis_prefix=f"t-{uuid.uuid4().hex[:8]}:") as broker:
+        await broker.publish("t", "x")
+
+        async def events(request: Request) -> Any:
+            return broker.response(request, "t", ping=0)
+
+        app = Starlette(routes=[Route("/events", events)])
+        headers = [(b"last-event-id", last_event_id.encode())]
+        async with asgi_call(app, path="/events", headers=headers) as call:
+            await call.wait_chunks(1)
+    assert call.exception is None
+    assert b"event: reset" in call.body and b'"reason":"malformed"' in call.body
+
+
+@asyncio_only
+async def test_a_backend_error_on_subscribe_ends_the_stream_cleanly(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The topic's key holds a string, not a stream: Redis answers WRONGTYPE.
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with Broker(redis_server.url, redis_prefix=prefix) as broker:
+        await broker.backend.redis.set(prefix + "t", "not a stream")  # type: ignore[attr-defined]
+
+        async def events(request: Request) -> Any:
+            return broker.response(request, "t", ping=0)
+
+        app = Starlette(routes=[Route("/events", events)])
+        async with asgi_call(app, path="/events") as call:
+            await call.wait_until(lambda c: c.complete)
+    assert call.exception is None
+    assert call.start["status"] == 200
+    assert "could not start" in caplog.text
 
 
 @asyncio_only

@@ -374,7 +374,14 @@ class Subscription:
             return
         broker = self.broker
         for name in self.topics:
-            self._positions[name] = await broker._attach(name, self)
+            try:
+                self._positions[name] = await broker._attach(name, self)
+            except Exception:
+                # Never a 500 for what the backend did: the stream ends cleanly, the client
+                # reconnects and resumes from its last id.
+                logger.exception("stream of %s could not start; ended", self.topics)
+                self._end()
+                return
             self._attached.append(name)
             if self._closed:  # closed while attaching: _end() did not see this topic yet
                 broker._detach(name, self)
@@ -403,6 +410,15 @@ class Subscription:
                 reset.reason,
             )
             self._pending.append(self._reset(reset.reason))
+            return
+        except Exception:
+            # The backend failed reading the history (an id it refused, say): a reset, and the
+            # stream goes on live, rather than a broken stream the client re-enters for ever.
+            broker.metrics.resets += 1
+            logger.exception(
+                "stream of %s could not read the history after %r", self.topics, self.last_event_id
+            )
+            self._pending.append(self._reset("error"))
             return
         if len(self.topics) > 1:
             missed.sort(key=lambda event: parse_id(event.id))  # type: ignore[arg-type,return-value]
