@@ -159,3 +159,33 @@ def test_readme_bench_claims_without_a_number_hold() -> None:
     # "ends every one cleanly (3.7.0: none cleanly)"
     assert sigterm["ours"]["clean"]["min"] == BENCH["scenarios"]["sigterm"]["params"]["streams"]
     assert sigterm["upstream"]["clean"]["max"] == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # the Redis broker is asyncio-only
+@pytest.mark.parametrize("page", ["README.md", "docs/broker.md"], ids=["README", "docs/broker.md"])
+async def test_broker_snippet_answers_503_when_redis_is_down(
+    anyio_backend: str, page: str, tmp_path: Path
+) -> None:
+    import httpx
+
+    from sse_starlette.broker import Broker
+    from tests.redis_server import RedisServer
+
+    text = (ROOT / page).read_text()
+    snippet = next(
+        s
+        for s in re.findall(r"```python\n(.*?)```", text, flags=re.S)
+        if "lifespan=broker.lifespan" in s
+    )
+    namespace = run(snippet)
+    server = RedisServer(tmp_path)
+    server.start()
+    async with Broker(server.url, socket_connect_timeout=1) as broker:
+        namespace["broker"] = broker  # the snippet's handlers, on a Redis that goes away
+        server.kill()
+        transport = httpx.ASGITransport(namespace["app"])
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            path = "/publish" if page == "README.md" else "/say"
+            answer = await client.post(path, content=b"hello")
+    assert answer.status_code == 503
+    assert "not stored" in answer.json()["error"]
