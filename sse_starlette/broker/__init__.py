@@ -256,6 +256,22 @@ class Broker:
             self.backend.unwatch(name)
 
 
+class _Replay:
+    """Where a resuming subscription stands in one topic's history: the next page of it."""
+
+    __slots__ = ("after", "last_page", "page", "upto")
+
+    def __init__(self, after: str, upto: str) -> None:
+        self.after = after  # the id of the last event handed out
+        self.upto = upto  # the topic's position when the subscription attached: live after
+        self.page: deque[BrokerEvent] = deque()
+        self.last_page = False  # the page held is the last one
+
+    @property
+    def head(self) -> tuple[int, int]:
+        return parse_id(self.page[0].id)  # type: ignore[return-value]
+
+
 class Subscription:
     """One stream's view of one or more topics: its buffer, its position, its resume.
 
@@ -275,6 +291,7 @@ class Subscription:
         "_dropped",
         "_pending",
         "_positions",
+        "_replay",
         "_skip",
         "_started",
         "_waiter",
@@ -298,6 +315,8 @@ class Subscription:
         # Event costs as much again per delivery as all the rest), an anyio Event on trio.
         self._waiter: asyncio.Future[None] | anyio.Event | None = None
         self._skip: dict[str, tuple[int, int]] = {}
+        # Topics still being replayed after a resume: their history is read a page at a time.
+        self._replay: dict[str, _Replay] = {}
         self._started = False
         self._counted = False
         self._closed = False
@@ -334,6 +353,11 @@ class Subscription:
                 return self._reset("slow-consumer")
             if self._pending:
                 event = self._pending.pop()
+            elif self._replay:
+                replayed = await self._replayed()
+                if replayed is None:
+                    continue
+                event = replayed
             elif self._buffer:
                 event = self._buffer.popleft()
             elif self._closed:
@@ -394,36 +418,69 @@ class Subscription:
         cursors = dict(self._positions)
         try:
             wanted = self._parse(self.last_event_id)
-            missed: list[BrokerEvent] = []
-            for name in self.topics:
-                after, upto = wanted[name], cursors[name]
-                if after != upto:
-                    missed += await broker.backend.history(name, after, upto)
-                if parse_id(after) > parse_id(upto):  # type: ignore[operator]
-                    self._skip[name] = parse_id(after)  # type: ignore[assignment]
         except ResumeReset as reset:
-            broker.metrics.resets += 1
-            logger.info(
-                "stream of %s cannot resume from %r: %s",
-                self.topics,
-                self.last_event_id,
-                reset.reason,
-            )
-            self._pending.append(self._reset(reset.reason))
+            self._reset_resume(reset.reason)
             return
-        except Exception:
-            # The backend failed reading the history (an id it refused, say): a reset, and the
-            # stream goes on live, rather than a broken stream the client re-enters for ever.
-            broker.metrics.resets += 1
-            logger.exception(
-                "stream of %s could not read the history after %r", self.topics, self.last_event_id
-            )
-            self._pending.append(self._reset("error"))
-            return
-        if len(self.topics) > 1:
-            missed.sort(key=lambda event: parse_id(event.id))  # type: ignore[arg-type,return-value]
+        for name in self.topics:
+            after, upto = wanted[name], cursors[name]
+            if parse_id(after) > parse_id(upto):  # type: ignore[operator]
+                self._skip[name] = parse_id(after)  # type: ignore[assignment]
+            if after != upto:
+                self._replay[name] = _Replay(after, upto)
         self._positions.update(wanted)
-        self._pending[:0] = reversed(missed)
+        # The first page of each topic now: an id too old or unknown is answered at once.
+        for name, replay in list(self._replay.items()):
+            if not await self._fill(name, replay):
+                return
+
+    async def _fill(self, name: str, replay: _Replay) -> bool:
+        """Read the topic's next page of history; False: the resume was reset instead."""
+        broker = self.broker
+        size = max(1, broker.buffer // len(self.topics))  # at most `buffer` events held
+        try:
+            page = await broker.backend.history(name, replay.after, replay.upto, size)
+        except ResumeReset as reset:
+            self._reset_resume(reset.reason)
+            return False
+        except Exception:
+            # The backend failed reading the history: a reset, and the stream goes on live,
+            # rather than a broken stream the client re-enters for ever.
+            logger.exception(
+                "stream of %s could not read the history after %r", self.topics, replay.after
+            )
+            self._reset_resume("error")
+            return False
+        replay.page.extend(page)
+        replay.last_page = len(page) < size
+        if not page:
+            del self._replay[name]
+        return True
+
+    async def _replayed(self) -> BrokerEvent | None:
+        """The next missed event, oldest first across topics; None when none is left."""
+        for name, replay in list(self._replay.items()):
+            if not replay.page and not await self._fill(name, replay):
+                return None  # reset: the reset event is pending
+        if not self._replay:
+            return None
+        name = min(self._replay, key=lambda topic: self._replay[topic].head)
+        replay = self._replay[name]
+        event = replay.page.popleft()
+        replay.after = event.id
+        if not replay.page and (replay.last_page or event.id == replay.upto):
+            del self._replay[name]
+        return event
+
+    def _reset_resume(self, reason: str) -> None:
+        """The resume cannot be exact: one reset event, then live events."""
+        self.broker.metrics.resets += 1
+        logger.info(
+            "stream of %s cannot resume from %r: %s", self.topics, self.last_event_id, reason
+        )
+        for name, replay in self._replay.items():
+            self._positions[name] = replay.upto  # live events follow on from there
+        self._replay.clear()
+        self._pending.append(self._reset(reason))
 
     def _parse(self, last_event_id: str) -> dict[str, str]:
         if len(self.topics) == 1:
@@ -465,6 +522,7 @@ class Subscription:
         self._closed = True
         self._buffer.clear()
         self._pending.clear()
+        self._replay.clear()
         for name in self._attached:
             self.broker._detach(name, self)
         if self._counted:

@@ -137,11 +137,13 @@ class Backend(Protocol):
         """The id of the topic's last event (or its starting position when it has none)."""
         ...
 
-    async def history(self, topic: str, after: str, upto: str) -> list[BrokerEvent]:
-        """The stored events with `after` < id <= `upto`, in order.
+    async def history(self, topic: str, after: str, upto: str, limit: int) -> list[BrokerEvent]:
+        """The first `limit` stored events with `after` < id <= `upto`, in order: one page.
 
-        Raises `ResumeReset` when `after` cannot be resumed from exactly: malformed, unknown,
-        or older than the kept history.
+        A resume reads page after page, `after` the last id of the page before, so that a
+        subscriber holds at most one page whatever its `Last-Event-ID`. Raises `ResumeReset`
+        when `after` cannot be resumed from exactly: malformed, unknown, or older than the
+        kept history (also for a later page, if the history was trimmed meanwhile).
         """
         ...
 

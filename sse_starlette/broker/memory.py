@@ -66,7 +66,7 @@ class MemoryBackend:
             return "{}-{}".format(*history.events[-1][0])
         return "{}-{}".format(*history.trimmed_upto)
 
-    async def history(self, topic: str, after: str, upto: str) -> list[BrokerEvent]:
+    async def history(self, topic: str, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         position = parse_id(after)
         if position is None:
             raise ResumeReset("malformed")
@@ -81,7 +81,13 @@ class MemoryBackend:
         if position < history.trimmed_upto:
             raise ResumeReset("too-old")
         end = parse_id(upto) or position
-        return [event for key, _, event in history.events if position < key <= end]
+        page: list[BrokerEvent] = []
+        for key, _, event in history.events:
+            if key > end or len(page) == limit:
+                break
+            if key > position:
+                page.append(event)
+        return page
 
     def _trim(self, history: _History) -> None:
         events = history.events

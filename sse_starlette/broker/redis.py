@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import anyio
@@ -36,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 logger = logging.getLogger("sse_starlette.broker")
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_PAGES_KEPT = 16  # full pages of history kept for the next resuming subscriber
 
 # KEYS[1]: the topic's stream. ARGV: max length, max age in ms (0: none), then field/value pairs.
 _PUBLISH = """
@@ -81,6 +83,8 @@ class RedisBackend:
         self.cursors: dict[str, str] = {}  # watched topic -> id of the last entry read
         self.changed = anyio.Event()
         self.read_scope: anyio.CancelScope | None = None
+        # Pages of history being read or recently read, shared by resuming subscribers.
+        self.pages: OrderedDict[tuple[str, str, int], asyncio.Future[Any]] = OrderedDict()
 
     async def start(self, deliver: Deliver) -> None:
         try:
@@ -108,7 +112,7 @@ class RedisBackend:
         last = await self._retrying(self.redis.xrevrange, self.prefix + topic, "+", "-", count=1)
         return str(last[0][0]) if last else "0-0"
 
-    async def history(self, topic: str, after: str, upto: str) -> list[BrokerEvent]:
+    async def history(self, topic: str, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         position, end = parse_id(after), parse_id(upto)
         if position is None:
             raise ResumeReset("malformed")
@@ -119,11 +123,54 @@ class RedisBackend:
             if last is None or position > last:
                 raise ResumeReset("unknown")
             return []
-        key = self.prefix + topic
-        entries = await self._retrying(self.redis.xrange, key, "(" + after, upto)
-        if not entries or entries[0][1].get("prev") != after:
+        page = await self._page(topic, after, limit)
+        # The first entry after `after` must say `after` came right before it: else entries
+        # were trimmed in between (one COUNT-bounded read tells, not the whole range).
+        if not page or page[0][0] != after:
             raise ResumeReset("too-old")
-        return [self._event(topic, id, fields) for id, fields in entries]
+        return [event for _, event in page if parse_id(event.id) <= end]  # type: ignore[operator]
+
+    async def _page(self, topic: str, after: str, limit: int) -> list[tuple[str, BrokerEvent]]:
+        """Up to `limit` entries after `after`, as (prev, event): shared by every subscriber
+        that asks for the same page at the same time or soon after (a resume storm asks for
+        the same pages a thousand times), so their encoded bytes are held once."""
+        key = (topic, after, limit)
+        cached = self.pages.get(key)
+        if cached is not None:
+            self.pages.move_to_end(key)
+            try:
+                return await asyncio.shield(cached)
+            except asyncio.CancelledError:
+                if not cached.cancelled():
+                    raise  # this subscriber was cancelled
+                # The subscriber reading it was cancelled: read it ourselves.
+        future: asyncio.Future[list[tuple[str, BrokerEvent]]]
+        future = asyncio.get_running_loop().create_future()
+        self.pages[key] = future
+        try:
+            entries = await self._retrying(
+                self.redis.xrange, self.prefix + topic, "(" + after, "+", count=limit
+            )
+            page = [
+                (fields.get("prev", ""), self._event(topic, id, fields)) for id, fields in entries
+            ]
+        except BaseException as exc:
+            if self.pages.get(key) is future:
+                del self.pages[key]
+            if isinstance(exc, Exception):
+                future.set_exception(exc)
+                future.exception()  # retrieved: there may be no other waiter
+            else:
+                future.cancel()
+            raise
+        future.set_result(page)
+        # Only a full page never changes (entries are immutable; a short one may grow): keep
+        # it for the next subscriber, a bounded number of them.
+        if len(page) < limit and self.pages.get(key) is future:
+            del self.pages[key]
+        while len(self.pages) > _PAGES_KEPT:
+            self.pages.popitem(last=False)
+        return page
 
     def watch(self, topic: str, cursor: str) -> None:
         self.cursors[topic] = cursor
