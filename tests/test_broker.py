@@ -16,8 +16,15 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from sse_starlette import ServerSentEvent
-from sse_starlette.broker import Broker, BrokerEvent, BrokerUnavailableError, Subscription
+from sse_starlette.broker import (
+    Broker,
+    BrokerEvent,
+    BrokerUnavailableError,
+    PublishOutcomeUnknownError,
+    Subscription,
+)
 from tests.asgi import asgi_call
+from tests.redis_proxy import RedisProxy
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -604,9 +611,88 @@ async def test_publish_while_redis_is_down_raises_and_claims_nothing(
     async with Broker(server.url, socket_connect_timeout=1) as broker:
         await broker.publish("t", "stored")
         server.kill()
-        with pytest.raises(BrokerUnavailableError, match="not stored"):
+        # A connection Redis closed an instant ago may not have said so yet: the event was
+        # sent, and whether it was stored is unknown. Either way it is a BrokerUnavailableError.
+        with pytest.raises(BrokerUnavailableError):
             await broker.publish("t", "lost")
+        # Redis down for good: nothing can be sent, so nothing was stored.
+        with pytest.raises(BrokerUnavailableError, match="not stored") as info:
+            await broker.publish("t", "lost")
+    assert info.value.stored is False
+    assert type(info.value) is BrokerUnavailableError
     assert broker.metrics.published == 1
+
+
+async def xlen(server: RedisServer, key: str) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(server.url)
+    try:
+        return int(await client.xlen(key))
+    finally:
+        await client.aclose()
+
+
+@asyncio_only
+async def test_a_reply_lost_to_a_dropped_connection_is_retried_without_a_duplicate(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Broker(proxy.url, redis_prefix=prefix) as broker,
+        Broker(redis_server.url, redis_prefix=prefix) as direct,
+        direct.subscribe("t") as subscription,
+    ):
+        await start(subscription)
+        proxy.lose_reply_to(b"EVALSHA")
+        id = await broker.publish("t", "once")  # stored, its reply lost, tried again: same id
+        await broker.publish("t", "next")
+        events = await take(subscription, 2)
+    assert proxy.lost  # a reply really was thrown away
+    assert (events[0].id, events[0].data) == (id, "once")
+    assert [e.data for e in events] == ["once", "next"]
+    assert await xlen(redis_server, prefix + "t") == 2
+
+
+@asyncio_only
+async def test_redis_gone_between_the_write_and_the_reply_is_an_unknown_outcome(
+    redis_server: RedisServer,
+) -> None:
+    # Redis stores the event, then "dies" before answering, and stays down for the retry.
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with (
+        RedisProxy(redis_server.port) as proxy,
+        Broker(proxy.url, redis_prefix=prefix) as broker,
+        Broker(redis_server.url, redis_prefix=prefix) as direct,
+        direct.subscribe("t") as subscription,
+    ):
+        await start(subscription)
+        proxy.lose_reply_to(b"EVALSHA", then_refuse=True)  # the retry finds Redis down
+        with pytest.raises(PublishOutcomeUnknownError, match="may have been stored") as info:
+            await broker.publish("t", "maybe", idempotency_key="order-17")
+        assert info.value.stored is None
+        assert isinstance(info.value, BrokerUnavailableError)  # a 503 handler catches it
+        (delivered,) = await take(subscription, 1)  # it was stored, and delivered
+        # The publisher retries with its key once Redis is back: stored once, same id.
+        proxy.refuse = False
+        again = await broker.publish("t", "maybe", idempotency_key="order-17")
+        await broker.publish("t", "after")
+        events = await take(subscription, 1)
+    assert again == delivered.id
+    assert [e.data for e in events] == ["after"]
+    assert await xlen(redis_server, prefix + "t") == 2
+
+
+async def test_an_idempotency_key_stores_an_event_once(broker: Broker) -> None:
+    async with broker.subscribe("t") as subscription:
+        await start(subscription)
+        first = await broker.publish("t", "a", idempotency_key="k1")
+        again = await broker.publish("t", "a", idempotency_key="k1")
+        other = await broker.publish("t", "b", idempotency_key="k2")
+        events = await take(subscription, 2)
+    assert first == again != other
+    assert [(e.id, e.data) for e in events] == [(first, "a"), (other, "b")]
 
 
 @asyncio_only

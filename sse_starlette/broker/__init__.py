@@ -23,6 +23,7 @@ from sse_starlette.broker._backend import (
     Backend,
     BrokerEvent,
     BrokerUnavailableError,
+    PublishOutcomeUnknownError,
     ResumeReset,
     event_fields,
     parse_id,
@@ -38,6 +39,7 @@ __all__ = [
     "BrokerEvent",
     "BrokerMetrics",
     "BrokerUnavailableError",
+    "PublishOutcomeUnknownError",
     "Subscription",
     "request_last_event_id",
 ]
@@ -92,6 +94,7 @@ class Broker:
             exactly; its data is JSON `{"reason": ..., "topics": [...]}`.
         sep: line separator of the encoded events.
         redis_prefix: prefix of the Redis stream keys (one stream per topic).
+        idempotency_ttl: seconds Redis remembers a publish's `idempotency_key`.
         redis_options: passed to `redis.asyncio.from_url` (password, ssl settings, pool...).
     """
 
@@ -106,6 +109,7 @@ class Broker:
         reset_event: str = "reset",
         sep: str = "\r\n",
         redis_prefix: str = "sse:",
+        idempotency_ttl: float = 3600.0,
         **redis_options: Any,
     ) -> None:
         if history < 1 or buffer < 1:
@@ -129,7 +133,13 @@ class Broker:
             from sse_starlette.broker.redis import RedisBackend
 
             self.backend = RedisBackend(
-                url, history=history, max_age=max_age, sep=sep, prefix=redis_prefix, **redis_options
+                url,
+                history=history,
+                max_age=max_age,
+                sep=sep,
+                prefix=redis_prefix,
+                idempotency_ttl=idempotency_ttl,
+                **redis_options,
             )
         else:
             raise ValueError(f"unsupported broker URL {url!r}: use memory:// or redis://")
@@ -163,16 +173,20 @@ class Broker:
 
     # --- publishing --------------------------------------------------------------------------
 
-    async def publish(self, topic: str, event: Any) -> str:
+    async def publish(self, topic: str, event: Any, *, idempotency_key: str | None = None) -> str:
         """Store `event` under `topic` and hand it to every subscriber; return its id.
 
         `event` is anything an `EventSourceResponse` accepts: a `ServerSentEvent`, a dict of
         fields, a str, a Pydantic model, a dataclass... except an `id`: the broker assigns ids.
-        Invalid fields raise ValueError/TypeError and nothing is stored; with Redis, a
-        failure to store raises `BrokerUnavailableError`.
+        Invalid fields raise ValueError/TypeError and nothing is stored. With Redis, an event
+        certainly not stored raises `BrokerUnavailableError`; one that may have been stored
+        (Redis went away before it answered) raises its subclass
+        `PublishOutcomeUnknownError`. Publishing again under the same `idempotency_key`
+        stores it once and returns its id (for `idempotency_ttl` seconds on Redis; on the
+        memory backend as long as the event is in the history).
         """
         fields = event_fields(event, self.sep)
-        id = await self.backend.publish(topic, fields)
+        id = await self.backend.publish(topic, fields, idempotency_key)
         self.metrics.published += 1
         # Let the subscribers run before the next publish: a publisher in a tight loop would
         # otherwise fill every buffer and be taken for a slow consumer.

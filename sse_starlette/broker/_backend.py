@@ -12,6 +12,7 @@ __all__ = [
     "Backend",
     "BrokerEvent",
     "BrokerUnavailableError",
+    "PublishOutcomeUnknownError",
     "ResumeReset",
     "event_fields",
     "parse_id",
@@ -100,7 +101,22 @@ def event_fields(item: Any, sep: str) -> dict[str, Any]:
 
 
 class BrokerUnavailableError(ConnectionError):
-    """The backend could not store an event: it was not published."""
+    """The backend could not be reached: the event was certainly not stored (`stored` False).
+
+    Its subclass `PublishOutcomeUnknownError` (`stored` None) says the event may have been
+    stored. Catch this class to answer 503 either way.
+    """
+
+    stored: bool | None = False
+
+
+class PublishOutcomeUnknownError(BrokerUnavailableError):
+    """The backend went away after it was sent the event and before it answered: the event
+    may have been stored and delivered. Publish it again with the same `idempotency_key`:
+    it is then stored once, and its id returned.
+    """
+
+    stored = None
 
 
 class ResumeReset(Exception):
@@ -129,8 +145,12 @@ class Backend(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def publish(self, topic: str, fields: dict[str, Any]) -> str:
-        """Store the event and return its id; raise if it was not stored."""
+    async def publish(self, topic: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
+        """Store the event and return its id; raise if it was not stored.
+
+        An event published again under an `idempotency_key` the backend still remembers is
+        not stored again: the id it got the first time is returned.
+        """
         ...
 
     async def position(self, topic: str) -> str:

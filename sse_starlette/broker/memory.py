@@ -15,11 +15,13 @@ from sse_starlette.broker._backend import BrokerEvent, Deliver, ResumeReset, par
 
 
 class _History:
-    __slots__ = ("events", "trimmed_upto")
+    __slots__ = ("events", "keys", "trimmed_upto")
 
     def __init__(self, start: tuple[int, int]) -> None:
-        # (id as a pair, monotonic time published, event)
-        self.events: deque[tuple[tuple[int, int], float, BrokerEvent]] = deque()
+        # (id as a pair, monotonic time published, event, idempotency key or "")
+        self.events: deque[tuple[tuple[int, int], float, BrokerEvent, str]] = deque()
+        # The idempotency keys of the events kept: remembered as long as their event is.
+        self.keys: dict[str, str] = {}
         # The id of the last event no longer kept; ids are shared by all topics, so before the
         # first trim nothing up to the topic's first event is missing.
         self.trimmed_upto = start
@@ -44,16 +46,22 @@ class MemoryBackend:
     async def stop(self) -> None:
         self.deliver = None
 
-    async def publish(self, topic: str, fields: dict[str, Any]) -> str:
+    async def publish(self, topic: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
         if self.deliver is None:
             raise RuntimeError("the broker is not started: use `async with broker:`")
         history = self.topics.get(topic)
         if history is None:
             history = self.topics[topic] = _History((self.epoch, 0))
+        # In-process, a publish either stores or raises: only a caller's key is remembered.
+        if idempotency_key is not None and idempotency_key in history.keys:
+            return history.keys[idempotency_key]
         self.counter += 1
         id = f"{self.epoch}-{self.counter}"
         event = BrokerEvent(topic, id, sep=self.sep, **fields)
-        history.events.append(((self.epoch, self.counter), time.monotonic(), event))
+        key = idempotency_key or ""
+        history.events.append(((self.epoch, self.counter), time.monotonic(), event, key))
+        if key:
+            history.keys[key] = id
         self._trim(history)
         self.deliver(event)
         return id
@@ -82,7 +90,7 @@ class MemoryBackend:
             raise ResumeReset("too-old")
         end = parse_id(upto) or position
         page: list[BrokerEvent] = []
-        for key, _, event in history.events:
+        for key, _, event, _ in history.events:
             if key > end or len(page) == limit:
                 break
             if key > position:
@@ -91,12 +99,12 @@ class MemoryBackend:
 
     def _trim(self, history: _History) -> None:
         events = history.events
-        while len(events) > self.max_events:
-            history.trimmed_upto = events.popleft()[0]
-        if self.max_age is not None:
-            oldest = time.monotonic() - self.max_age
-            while events and events[0][1] < oldest:
-                history.trimmed_upto = events.popleft()[0]
+        while len(events) > self.max_events or (
+            self.max_age is not None and events and events[0][1] < time.monotonic() - self.max_age
+        ):
+            history.trimmed_upto, _, _, key = events.popleft()
+            if key:
+                history.keys.pop(key, None)
 
     def watch(self, topic: str, cursor: str) -> None:
         pass  # publish() delivers in-process already

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import OrderedDict
 from typing import Any
 
@@ -19,6 +20,7 @@ from sse_starlette.broker._backend import (
     BrokerEvent,
     BrokerUnavailableError,
     Deliver,
+    PublishOutcomeUnknownError,
     ResumeReset,
     parse_id,
 )
@@ -28,6 +30,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -38,13 +41,22 @@ logger = logging.getLogger("sse_starlette.broker")
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 _PAGES_KEPT = 16  # full pages of history kept for the next resuming subscriber
+# How long a publish's own key is kept when the caller gave none: long enough for its retry
+# on a fresh connection, inside the same publish() call, and short, since every publish
+# leaves one (at 10,000 publishes/s, 50,000 keys of about 100 bytes).
+_OWN_KEY_MS = 5_000
 
-# KEYS[1]: the topic's stream. ARGV: max length, max age in ms (0: none), then field/value pairs.
+# KEYS[1]: the topic's stream; KEYS[2]: the publish's idempotency key. ARGV: max length, max
+# age in ms (0: none), the idempotency key's lifetime in ms, then field/value pairs.
+# An event published again under a key Redis still holds is not added: the first id returns.
 _PUBLISH = """
+local seen = redis.call('GET', KEYS[2])
+if seen then return seen end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if #last > 0 then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 3))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 4))
+redis.call('SET', KEYS[2], id, 'PX', ARGV[3])
 local age = tonumber(ARGV[2])
 if age > 0 then
   local now = redis.call('TIME')
@@ -64,10 +76,12 @@ class RedisBackend:
         max_age: float | None,
         sep: str,
         prefix: str,
+        idempotency_ttl: float = 3600.0,
         block_ms: int = 10_000,
         **options: Any,
     ) -> None:
         self.url = url
+        self.idempotency_ttl_ms = max(1, int(idempotency_ttl * 1000))
         self.history_length = history
         self.max_age_ms = 0 if max_age is None else max(1, int(max_age * 1000))
         self.sep = sep
@@ -97,16 +111,46 @@ class RedisBackend:
         self.deliver = None
         await self.redis.aclose()
 
-    async def publish(self, topic: str, fields: dict[str, Any]) -> str:
-        args: list[Any] = [self.history_length, self.max_age_ms]
+    async def publish(self, topic: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
+        # Always under a key: the one try again, on a fresh connection, that a reply lost to
+        # a dropped connection calls for is then safe (redis-py's own retry would not be).
+        ttl = self.idempotency_ttl_ms
+        if idempotency_key is None:
+            idempotency_key, ttl = uuid.uuid4().hex, _OWN_KEY_MS
+        keys = [self.prefix + topic, f"{self.prefix}idempotency:{topic}\n{idempotency_key}"]
+        args: list[Any] = [self.history_length, self.max_age_ms, ttl]
         for name, value in fields.items():
             args += [name, value]
-        try:
-            return str(await self.script(keys=[self.prefix + topic], args=args))
-        except _UNAVAILABLE as exc:
-            raise BrokerUnavailableError(
-                f"event for topic {topic!r} was not stored: Redis is unavailable ({exc})"
-            ) from exc
+        sent: Exception | None = None  # an attempt that may have reached Redis
+        for _ in range(2):
+            try:
+                connection = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            except _UNAVAILABLE as exc:
+                if sent is not None:
+                    raise _unknown(topic, sent) from sent
+                raise BrokerUnavailableError(
+                    f"event for topic {topic!r} was not stored: Redis is unavailable ({exc})"
+                ) from exc
+            try:
+                return str(await self._evaluate(connection, keys, args))
+            except _UNAVAILABLE as exc:
+                sent = exc
+                await connection.disconnect()
+            finally:
+                await self.redis.connection_pool.release(connection)
+        assert sent is not None
+        raise _unknown(topic, sent) from sent
+
+    async def _evaluate(self, connection: Any, keys: list[str], args: list[Any]) -> Any:
+        """The publish script on `connection`, loading it first where Redis lacks it."""
+        for _ in range(2):
+            await connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            try:
+                return await connection.read_response()
+            except NoScriptError:  # a new or restarted Redis: nothing ran
+                await connection.send_command("SCRIPT", "LOAD", _PUBLISH)
+                await connection.read_response()
+        raise RuntimeError("Redis did not keep the publish script")  # pragma: no cover
 
     async def position(self, topic: str) -> str:
         last = await self._retrying(self.redis.xrevrange, self.prefix + topic, "+", "-", count=1)
@@ -242,3 +286,10 @@ class RedisBackend:
                 logger.warning("Redis unavailable, retrying in %.2fs: %s", delay, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+def _unknown(topic: str, cause: Exception) -> PublishOutcomeUnknownError:
+    return PublishOutcomeUnknownError(
+        f"event for topic {topic!r} may have been stored: Redis went away before it answered "
+        f"({cause}); publish it again with the same idempotency_key to store it once"
+    )
