@@ -281,13 +281,9 @@ class _Hub:
     # --- health and metrics ------------------------------------------------------------------
 
     async def healthz(self, request: Request) -> Response:
-        redis = getattr(self.broker.backend, "redis", None)
-        if redis is not None:
-            try:
-                with anyio.fail_after(2):
-                    await redis.ping()
-            except Exception as exc:
-                return JSONResponse({"status": "unavailable", "error": f"Redis: {exc}"}, 503)
+        problem = await self.broker.backend.health()
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "error": problem}, 503)
         return JSONResponse({"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:

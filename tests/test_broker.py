@@ -746,3 +746,29 @@ async def wait_subscribers(broker: Broker, n: int) -> None:
     await wait_for(lambda: broker.metrics.subscribers == n and all(
         t.ready.is_set() for t in broker._topics.values()
     ))  # fmt: skip
+
+
+async def test_a_backend_object_can_be_given(backends: tuple[str, str]) -> None:
+    from sse_starlette.broker.memory import MemoryBackend
+
+    if backends[0] != "memory":
+        pytest.skip("one backend object is enough")
+    backend = MemoryBackend(history=2, max_age=None, sep="\n")
+    async with Broker(backend=backend) as broker:
+        assert broker.backend is backend
+        ids = await publish_all(broker, "t", ["a", "b", "c", "d"])
+        assert await broker.backend.health() is None
+        async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
+            (reset,) = await take(subscription, 1)  # history=2 of the object, not 1000
+    assert reset_reason(reset) == "too-old"
+
+
+@asyncio_only
+async def test_health_says_what_is_wrong(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path)
+    server.start()
+    async with Broker(server.url, socket_connect_timeout=1) as broker:
+        assert await broker.backend.health() is None
+        server.kill()
+        problem = await broker.backend.health()
+    assert problem is not None and problem.startswith("Redis:")

@@ -84,6 +84,8 @@ class Broker:
     Args:
         url: `memory://` (in-process, the default) or `redis://...` / `rediss://...` /
             `unix://...` (Redis Streams, for several processes and hosts; asyncio only).
+        backend: a `Backend` object to use instead of one made from `url` (a backend of
+            your own, or one configured beyond what the URL and options say).
         history: events kept per topic for resuming (by count).
         max_age: seconds an event is kept for resuming (None: no age limit).
         buffer: events a subscriber may fall behind before the slow-consumer policy applies.
@@ -110,6 +112,7 @@ class Broker:
         sep: str = "\r\n",
         redis_prefix: str = "sse:",
         idempotency_ttl: float = 3600.0,
+        backend: Backend | None = None,
         **redis_options: Any,
     ) -> None:
         if history < 1 or buffer < 1:
@@ -125,7 +128,9 @@ class Broker:
         self.sep = check_sep(sep)
         self.metrics = BrokerMetrics()
         self.backend: Backend
-        if url.startswith("memory://"):
+        if backend is not None:
+            self.backend = backend
+        elif url.startswith("memory://"):
             from sse_starlette.broker.memory import MemoryBackend
 
             self.backend = MemoryBackend(history=history, max_age=max_age, sep=sep)

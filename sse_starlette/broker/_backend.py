@@ -172,3 +172,7 @@ class Backend(Protocol):
 
     def unwatch(self, topic: str) -> None:
         """No subscriber in this process reads the topic any more."""
+
+    async def health(self) -> str | None:
+        """None when the backend can store and deliver events now; else what is wrong."""
+        ...

@@ -111,3 +111,6 @@ class MemoryBackend:
 
     def unwatch(self, topic: str) -> None:
         pass
+
+    async def health(self) -> str | None:
+        return None  # in-process: always there

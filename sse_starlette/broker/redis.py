@@ -223,6 +223,14 @@ class RedisBackend:
     def unwatch(self, topic: str) -> None:
         self.cursors.pop(topic, None)
 
+    async def health(self) -> str | None:
+        try:
+            with anyio.fail_after(2):
+                await self.redis.ping()
+        except Exception as exc:
+            return f"Redis: {exc or type(exc).__name__}"
+        return None
+
     def _wake(self) -> None:
         # The blocking XREAD lists the topics it reads: restart it to read the new one too.
         self.changed.set()
