@@ -21,13 +21,12 @@ import anyio
 
 from sse_starlette.broker._backend import (
     Backend,
-    BrokerEvent,
     BrokerUnavailableError,
     PublishOutcomeUnknownError,
     ResumeReset,
-    event_fields,
-    parse_id,
 )
+from sse_starlette.broker._event import BrokerEvent, event_fields
+from sse_starlette.broker._ids import parse_id
 from sse_starlette.event import check_sep
 from sse_starlette.sse import EventSourceResponse
 

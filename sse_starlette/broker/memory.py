@@ -11,7 +11,9 @@ import time
 from collections import deque
 from typing import Any
 
-from sse_starlette.broker._backend import BrokerEvent, Deliver, ResumeReset, parse_id
+from sse_starlette.broker._backend import Deliver, ResumeReset
+from sse_starlette.broker._event import BrokerEvent
+from sse_starlette.broker._ids import parse_id
 
 
 class _History:

@@ -17,13 +17,13 @@ from typing import Any
 import anyio
 
 from sse_starlette.broker._backend import (
-    BrokerEvent,
     BrokerUnavailableError,
     Deliver,
     PublishOutcomeUnknownError,
     ResumeReset,
-    parse_id,
 )
+from sse_starlette.broker._event import BrokerEvent
+from sse_starlette.broker._ids import parse_id
 
 try:
     import redis.asyncio as aioredis
