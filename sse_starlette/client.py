@@ -235,7 +235,7 @@ def _retry_seconds(retry_ms: int | None, retry: float | None) -> float:
             "retry= (seconds) is deprecated: use retry_ms= (milliseconds, the unit of the "
             "stream's own retry: field and of Event.retry)",
             DeprecationWarning,
-            stacklevel=4,
+            stacklevel=3,  # _retry_seconds <- __init__ <- the caller's line
         )
         return retry
     if retry_ms is None:
@@ -365,6 +365,7 @@ class _EventSourceBase(Generic[ClientT]):
         """The source is done: raise the error it deferred until its events were out, once."""
         failure, self._failure = self._failure, None
         if failure is not None:
+            self._end(EndReason.FAILED)
             raise failure
 
     def _close_state(self) -> None:
@@ -417,7 +418,7 @@ class _EventSourceBase(Generic[ClientT]):
             self._pending.extend(exc.events)
             self._received_id = self._parser.last_event_id
             self._failure = exc
-            self._end(EndReason.FAILED)
+            self._done = True  # FAILED once the error is raised, after those events
             return False
         self._received_id = self._parser.last_event_id
         if self._parser.retry is not None and self._parser.retry != self._stream_retry:
@@ -425,8 +426,11 @@ class _EventSourceBase(Generic[ClientT]):
             self._reconnection.retry = self._parser.retry / 1000
         return True
 
-    def _next_event(self) -> Event:
-        event = self._pending.popleft()
+    def _next_event(self) -> Event | None:
+        try:
+            event = self._pending.popleft()
+        except IndexError:  # close() from another thread emptied it meanwhile
+            return None
         self._delivered_id = event.id
         return event
 
@@ -553,7 +557,9 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
         return self
 
     async def __anext__(self) -> Event:
-        while not self._pending:
+        while True:
+            if self._pending and (event := self._next_event()) is not None:
+                return event
             if self._done:
                 self._raise_failure()
                 raise StopAsyncIteration
@@ -561,7 +567,6 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
                 await self._connect()
             else:
                 await self._read()
-        return self._next_event()
 
     async def aclose(self) -> None:
         """Close the response (the server sees the disconnect) and an owned client; idempotent."""
@@ -614,6 +619,8 @@ class EventSource(_EventSourceBase[httpx.AsyncClient]):
             await self._drop()
             if self._closed and isinstance(exc, Exception):
                 return
+            if isinstance(exc, Exception):
+                self._refused(exc)  # a body that cannot be read (a bad encoding, say)
             raise
         else:
             if not self._closed and not self._feed(chunk):
@@ -683,7 +690,9 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
         return self
 
     def __next__(self) -> Event:
-        while not self._pending:
+        while True:
+            if self._pending and (event := self._next_event()) is not None:
+                return event
             if self._done:
                 self._raise_failure()
                 raise StopIteration
@@ -691,7 +700,6 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
                 self._connect()
             else:
                 self._read()
-        return self._next_event()
 
     def close(self) -> None:
         """Close the response (the server sees the disconnect) and an owned client; idempotent.
@@ -710,9 +718,11 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
         if self._delay is not None:
             if self._wake is None:
                 self._wake = threading.Event()
-            # An Event, not time.sleep: close() from another thread ends the wait at once
-            # (and Ctrl+C still interrupts it in the main thread).
-            self._wake.wait(self._delay)
+            # close() sets _closed before it looks for _wake: one of the two sees the other.
+            if not self._closed:
+                # An Event, not time.sleep: close() from another thread ends the wait at once
+                # (and Ctrl+C still interrupts it in the main thread).
+                self._wake.wait(min(self._delay, threading.TIMEOUT_MAX))
             self._delay = None
             if self._closed:
                 return
@@ -734,10 +744,12 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
             self._reject(response)
 
     def _read(self) -> None:
-        assert self._chunks is not None
+        chunks = self._chunks
+        if chunks is None:
+            return  # close() from another thread dropped the response meanwhile
         self._reading = True  # until it ends, close() in another thread leaves the iterator be
         try:
-            chunk = next(self._chunks)
+            chunk = next(chunks)
         except StopIteration:
             cause: Exception = SSEStreamEndedError("the server ended the response")
         except _NETWORK_ERRORS as exc:
@@ -748,6 +760,8 @@ class SyncEventSource(_EventSourceBase[httpx.Client]):
             # Closed from another thread mid-read: the iteration ends, not with its error.
             if self._closed and isinstance(exc, Exception):
                 return
+            if isinstance(exc, Exception):
+                self._refused(exc)  # a body that cannot be read (a bad encoding, say)
             raise
         else:
             self._reading = False

@@ -33,6 +33,10 @@ def _split_lines(data: bytes) -> list[bytes]:
 
 _BOM = b"\xef\xbb\xbf"
 _DEFAULT_MAX_EVENT_SIZE = 1 << 20  # bytes of UTF-8: 1 MiB
+_LINE_TOO_LONG = "a line of the event stream exceeds max_event_size={} bytes"
+# A longer `retry:` is ignored: 10^19 ms is 300 million years, and a longer one would only
+# overflow the client's clock arithmetic (a deliberate difference, docs/client.md).
+_RETRY_DIGITS = 19
 
 
 class SSEError(Exception):
@@ -81,9 +85,11 @@ class EventStreamParser:
     - `retry` taken only when it is all ASCII digits;
     - an event with no data is not dispatched; an unterminated event at the end is discarded.
 
-    Memory is bounded: a line, or the data of one event, longer than `max_event_size` bytes
-    (of UTF-8, as they arrive) raises `EventTooLargeError`, after the events completed before
-    it (None: no bound). The work is linear in the bytes fed, whatever the sizes of the reads.
+    Memory is bounded: a line (its field name included), or the data of one event (its
+    lines joined with LF), longer than `max_event_size` bytes of UTF-8 as they arrive raises
+    `EventTooLargeError`, after the events completed before it, whatever the sizes of the
+    reads (None: no bound). A `retry` of more than 19 digits is ignored. The work is linear
+    in the bytes fed, whatever the sizes of the reads.
     """
 
     def __init__(
@@ -97,8 +103,8 @@ class EventStreamParser:
         self._after_cr = False  # the last chunk ended in CR: a LF opening the next is its pair
         self._id_buffer = last_event_id
         self._event_type = ""
-        self._data: list[str] = []
-        self._data_size = 0
+        self._data = bytearray()  # the data lines of the event being read, LF-joined
+        self._data_lines = 0
         self._events: list[Event] = []
         self._error: EventTooLargeError | None = None
 
@@ -160,35 +166,40 @@ class EventStreamParser:
             if not line:
                 self._dispatch()
                 continue
+            if limit is not None and len(line) > limit:
+                raise EventTooLargeError(_LINE_TOO_LONG.format(limit))
             name, _, value = line.partition(b":")
             if not name:
                 continue  # a comment: the line starts with ":"
             if value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
-                self._data_size += len(value) + 1
-                if limit is not None and self._data_size > limit:
+                # Bytes, decoded once at dispatch: a str per line would cost many times the
+                # bytes it holds. LF ends an invalid UTF-8 sequence as the end of a line does.
+                if self._data_lines:
+                    data += b"\n"
+                data += value
+                self._data_lines += 1
+                if limit is not None and len(data) > limit:
                     raise EventTooLargeError(
                         f"the data of one event exceeds max_event_size={limit} bytes"
                     )
-                data.append(value.decode("utf-8", "replace"))
             elif name == b"event":
                 self._event_type = value.decode("utf-8", "replace")
             elif name == b"id":
                 if b"\0" not in value:
                     self._id_buffer = value.decode("utf-8", "replace")
-            elif name == b"retry" and value.isdigit():  # bytes: ASCII digits only; b"" is not
-                self.retry = int(value)
+            elif name == b"retry" and value.isdigit() and len(value) <= _RETRY_DIGITS:
+                self.retry = int(value)  # bytes.isdigit(): ASCII digits only; b"" is not
 
     def _dispatch(self) -> None:
         # The last event ID is set even when no event is dispatched (an id-only block).
         self.last_event_id = self._id_buffer
-        data = self._data
-        if data:
-            text = data[0] if len(data) == 1 else "\n".join(data)
+        if self._data_lines:
+            text = self._data.decode("utf-8", "replace")
             self._events.append(
                 Event(text, self._event_type or "message", self.last_event_id, self.retry)
             )
-            data.clear()  # in place: `_lines` holds the list
-        self._data_size = 0
+            self._data.clear()  # in place: `_lines` holds it
+            self._data_lines = 0
         self._event_type = ""

@@ -371,6 +371,7 @@ async def test_events_before_an_oversized_one_in_the_same_read_are_delivered_fir
         ) as source:
             async for event in source:
                 received.append(event)
+                assert source.end_reason is None  # still handing out events: live
     assert received == [Event("v" * 900, id="1")]
     assert source.last_event_id == "1"
     assert source.end_reason is EndReason.FAILED
@@ -638,8 +639,9 @@ def test_sync_close_from_another_thread_ends_a_blocked_read(server: Server) -> N
 
 @pytest.mark.anyio
 async def test_retry_seconds_still_works_with_a_deprecation_warning() -> None:
-    with pytest.warns(DeprecationWarning, match="retry_ms"):
+    with pytest.warns(DeprecationWarning, match="retry_ms") as warned:
         source = EventSource("http://127.0.0.1:1/", retry=0.25)
+    assert warned[0].filename == __file__  # it points at the caller's line
     assert source.retry_ms == 250
     with pytest.warns(DeprecationWarning, match="retry_ms"):
         assert source.retry == 0.25
@@ -863,3 +865,37 @@ async def test_an_error_that_would_recur_is_raised_not_retried() -> None:
     assert isinstance(info.value.__cause__, httpx.UnsupportedProtocol)
     assert source.end_reason is EndReason.FAILED
     assert calls == []
+
+
+@pytest.mark.anyio
+async def test_a_body_that_cannot_be_read_raises_an_sse_error() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"not gzip at all"})
+
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(SSEConnectionError) as info:
+            async with EventSource("http://app/", client=client) as source:
+                await anext(source)
+    assert isinstance(info.value.__cause__, httpx.DecodingError)
+    assert source.end_reason is EndReason.FAILED
+
+
+@pytest.mark.anyio
+async def test_closing_before_a_deferred_error_is_raised_is_a_close() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"text/event-stream")]
+        body = b"data: ok\n\ndata: " + b"x" * 2000 + b"\n\n"
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    transport = httpx.ASGITransport(app)
+    async with (
+        httpx.AsyncClient(transport=transport) as client,
+        EventSource("http://app/", client=client, max_event_size=1000) as source,
+    ):
+        assert (await anext(source)).data == "ok"
+        assert source.end_reason is None
+    assert source.end_reason is EndReason.CLOSED

@@ -434,7 +434,8 @@ def expected_stream(items: list[Fields]) -> Stream:
     for item in items:
         if item.id is not None:
             last_event_id = item.id
-        if item.retry is not None:
+        # sse_starlette's readers ignore a retry of more than 19 digits (docs/client.md).
+        if item.retry is not None and len(str(item.retry)) <= 19:
             retry = item.retry
         if item.data is not None:
             events.append(Event(item.event or "message", lf(item.data), last_event_id))

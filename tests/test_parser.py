@@ -139,7 +139,8 @@ def test_max_event_size_counts_bytes_of_utf8_not_characters() -> None:
     parser = EventStreamParser(max_event_size=1000)
     with pytest.raises(EventTooLargeError):  # 600 characters, 1,200 bytes
         parser.feed(ServerSentEvent("é" * 600).encode())
-    assert EventStreamParser(max_event_size=1000).feed(ServerSentEvent("é" * 499).encode())
+    # 997 bytes: "data: " and 497 of them make a line of exactly 1,000 bytes.
+    assert EventStreamParser(max_event_size=1000).feed(ServerSentEvent("é" * 497).encode())
 
 
 def test_the_errors_are_sse_errors_and_value_errors() -> None:
@@ -179,3 +180,51 @@ def test_each_byte_is_scanned_once_whatever_the_read_size(
     for start in range(0, len(payload), read_size):
         parser.feed(payload[start : start + read_size])
     assert counting.scanned == len(payload)
+
+
+def test_whether_the_limit_is_passed_does_not_depend_on_the_reads() -> None:
+    # The same bytes in one read or cut anywhere: the same answer.
+    for payload, limit, passes in [
+        (b"data: abcd\n\n", 10, True),  # a 10-byte line
+        (b"data: abcde\n\n", 10, False),  # an 11-byte line
+        (b": " + b"c" * 2_000_000 + b"\n", 1_000_000, False),  # a comment line is a line too
+    ]:
+        for read in (len(payload), 7, 65_536):
+            parser = EventStreamParser(max_event_size=limit)
+            try:
+                for start in range(0, len(payload), read):
+                    parser.feed(payload[start : start + read])
+            except EventTooLargeError:
+                assert not passes, (payload[:20], read)
+            else:
+                assert passes, (payload[:20], read)
+
+
+def test_data_of_exactly_max_event_size_bytes_passes() -> None:
+    # Two lines of 5 bytes of data and the LF between them: 11 bytes of data.
+    parser = EventStreamParser(max_event_size=11)
+    assert parser.feed(b"data:abcde\ndata:fghij\n\n") == [Event("abcde\nfghij")]
+    with pytest.raises(EventTooLargeError, match="data of one event"):
+        EventStreamParser(max_event_size=10).feed(b"data:abcde\ndata:fghij\n\n")
+
+
+def test_a_retry_of_more_than_19_digits_is_ignored() -> None:
+    parser = EventStreamParser()
+    parser.feed(b"retry: " + b"9" * 19 + b"\n")
+    assert parser.retry == int("9" * 19)
+    parser.feed(b"retry: " + b"9" * 5000 + b"\n\n")  # int() alone would refuse 5,000 digits
+    assert parser.retry == int("9" * 19)
+
+
+def test_memory_held_for_one_event_is_about_its_bytes() -> None:
+    # Many one-byte data lines: held as bytes, not as a str per line.
+    import tracemalloc
+
+    parser = EventStreamParser(max_event_size=1 << 20)
+    tracemalloc.start()
+    try:
+        parser.feed(b"data:\xff\n" * 100_000)  # 100,000 lines, 200,000 bytes of data
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 2 * 200_000

@@ -72,7 +72,9 @@ class _Interpreter:
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id_buffer = value
-        elif name == "retry" and _only_ascii_digits(value):
+        elif name == "retry" and _only_ascii_digits(value) and len(value) <= 19:
+            # The spec takes any length; sse_starlette ignores more than 19 digits, a bound
+            # docs/client.md lists among its deliberate differences.
             self.retry = int(value, 10)
 
     def dispatch(self) -> None:
