@@ -125,6 +125,7 @@ class EventSourceResponse(Response):
         )
         self._cleanup_timeout = _non_negative("cleanup_timeout", cleanup_timeout)
         self.active = True
+        self._stream: _Stream | None = None  # while it streams
 
         self.init_headers(headers)
 
@@ -147,6 +148,12 @@ class EventSourceResponse(Response):
         if value < 0:
             raise ValueError(f"ping interval must be >= 0 (0 disables ping), got {value}")
         self._ping_interval = value
+
+    def _abandon(self) -> None:
+        # For the broker: a subscriber dropped as a slow consumer must not keep its
+        # connection until it reads again (a send blocks for as long as it does not).
+        if self._stream is not None:
+            self._stream.abandon()
 
     def enable_compression(self, force: bool = False) -> None:
         raise NotImplementedError("Compression is not supported for SSE streams.")
@@ -275,6 +282,7 @@ class _Stream:
     async def run(self, receive: Receive, start: Message) -> None:
         response = self.response
         _shutdown.register(self)  # a drain under way ends the stream at once
+        response._stream = self
         try:
             async with HelperTasks() as helpers:
                 helpers.start(self._listen(receive))
@@ -301,6 +309,7 @@ class _Stream:
             # Only now: a server hook that waits for the streams to end (daphne's) waits for
             # complete responses.
             _shutdown.unregister(self)
+            response._stream = None
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         try:
@@ -409,6 +418,12 @@ class _Stream:
                 self._fail(exc)
             return 0
         return response.ping_interval  # read each time, as the published package does
+
+    def abandon(self) -> None:
+        """The producer gave up on a client that stopped reading: end now, even mid-send,
+        and send no final chunk (it would block as well); the server closes the connection."""
+        self.disconnected = True
+        self.scope.cancel()
 
     def on_drain(self, server_grace: float | None) -> None:
         """Server shutdown: end the stream, or let the generator say goodbye first."""

@@ -23,7 +23,7 @@ from sse_starlette.broker import (
     PublishOutcomeUnknownError,
     Subscription,
 )
-from tests.asgi import asgi_call
+from tests.asgi import StuckClient, asgi_call, http_scope
 from tests.redis_proxy import RedisProxy
 from tests.redis_server import RedisServer
 
@@ -467,6 +467,32 @@ async def test_a_slow_consumer_is_disconnected_and_resumes_without_loss(make_bro
         async with broker.subscribe("t", last_event_id=first.id) as subscription:
             resumed = await take(subscription, 20)
     assert [e.id for e in resumed] == ids
+
+
+async def test_a_slow_consumer_that_never_reads_again_loses_its_connection(
+    make_broker: Any,
+) -> None:
+    # The client stops reading: the stream is blocked in a send for as long as it does not
+    # read, with no send_timeout. Disconnected as a slow consumer, its response ends anyway.
+    client = StuckClient()
+    async with make_broker(buffer=2) as broker:
+        app = app_for(broker)
+        done = anyio.Event()
+
+        async def serve() -> None:
+            await app(http_scope(path="/events"), client.receive, client.send)
+            done.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(serve)
+            await wait_subscribers(broker, 1)
+            await publish_all(broker, "t", [str(i) for i in range(6)])
+            with anyio.fail_after(5):
+                await done.wait()
+    assert broker.metrics.slow_consumer_disconnects == 1
+    assert broker.metrics.subscribers == 0
+    (blocked,) = client.blocked  # the one send it never read
+    assert b"data: 0\r\n" in blocked["body"]
 
 
 async def test_drop_oldest_sends_a_reset_then_the_newest_events(make_broker: Any) -> None:

@@ -13,7 +13,7 @@ import json
 import logging
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -243,7 +243,11 @@ class Broker:
         """
         if last_event_id is None:
             last_event_id = request_last_event_id(request)
-        return EventSourceResponse(self.subscribe(topics, last_event_id), **response_options)
+        subscription = self.subscribe(topics, last_event_id)
+        response = EventSourceResponse(subscription, **response_options)
+        # Dropped as a slow consumer: the connection goes too, even if it never reads again.
+        subscription._on_dropped = response._abandon
+        return response
 
     async def _attach(self, name: str, subscription: Subscription) -> str:
         while True:
@@ -307,6 +311,7 @@ class Subscription:
         "_closed",
         "_counted",
         "_dropped",
+        "_on_dropped",
         "_pending",
         "_positions",
         "_replay",
@@ -339,6 +344,7 @@ class Subscription:
         self._counted = False
         self._closed = False
         self._dropped = False  # events were dropped (drop_oldest): a reset event is due
+        self._on_dropped: Callable[[], None] | None = None  # disconnected as a slow consumer
         self._attached: list[str] = []
         self._checksum = f"{zlib.crc32(chr(10).join(names).encode()):08x}"
 
@@ -525,6 +531,8 @@ class Subscription:
             broker.metrics.slow_consumer_disconnects += 1
             logger.info("slow consumer of %s disconnected at %s", self.topics, self.stream_id)
             self._end()
+            if self._on_dropped is not None:
+                self._on_dropped()
             return
         broker.metrics.slow_consumer_drops += 1
         broker.metrics.delivered += 1
