@@ -421,7 +421,8 @@ class _Stream:
 
     def abandon(self) -> None:
         """The producer gave up on a client that stopped reading: end now, even mid-send,
-        and send no final chunk (it would block as well); the server closes the connection."""
+        and send no final chunk (it would block as well). The server closes the connection
+        once it has flushed what it holds: ASGI gives an app no way to abort it."""
         self.disconnected = True
         self.scope.cancel()
 

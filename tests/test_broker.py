@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -798,3 +799,92 @@ async def test_health_says_what_is_wrong(tmp_path: Path) -> None:
         server.kill()
         problem = await broker.backend.health()
     assert problem is not None and problem.startswith("Redis:")
+
+
+# --- found by review: closing mid-resume, stale shared pages, key names, refusals, zeros -----
+
+
+@pytest.mark.parametrize("history", [1000, 3], ids=["pages", "too-old"])
+async def test_a_subscription_closed_while_it_reads_history_just_ends(
+    make_broker: Any, history: int
+) -> None:
+    async with make_broker(buffer=4, history=history) as broker:
+        ids = await publish_all(broker, "t", [f"e{i}" for i in range(10)])
+        reading, release = anyio.Event(), anyio.Event()
+        history = broker.backend.history
+
+        async def slow_history(*args: Any) -> list[BrokerEvent]:
+            reading.set()
+            await release.wait()
+            return await history(*args)
+
+        broker.backend.history = slow_history  # type: ignore[method-assign]
+        subscription = broker.subscribe("t", last_event_id=ids[0])
+        got: list[BrokerEvent] = []
+
+        async def read() -> None:
+            got.extend(await take(subscription, 9))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            await reading.wait()
+            await subscription.aclose()  # as the broker's shutdown or a drop does
+            release.set()
+    assert got == []  # no reset, no history: the iteration ended
+
+
+@asyncio_only
+async def test_a_stale_short_page_of_another_subscriber_is_read_again(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with Broker(redis_server.url, redis_prefix=prefix) as broker:
+        ids = await publish_all(broker, "t", ["e0", "e1", "e2"])
+        backend: Any = broker.backend
+        # Another subscriber's read of this page, made before e2 was stored.
+        stale = asyncio.get_running_loop().create_future()
+        stale.set_result([(prev, e) for prev, e in await backend._page("t", ids[0], 8)][:1])
+        backend.pages[("t", ids[0], 8)] = stale
+        page = await backend.history("t", ids[0], ids[2], 8)
+    assert [e.data for e in page] == ["e1", "e2"]
+
+
+@asyncio_only
+async def test_idempotency_keys_of_different_topics_never_meet(redis_server: RedisServer) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with Broker(redis_server.url, redis_prefix=prefix) as broker:
+        await broker.publish("a\nb", "x", idempotency_key="k")
+        await broker.publish("a", "y", idempotency_key="b\nk")  # a name "a\nb" + "k" made
+        await broker.publish("idempotency:a", "z", idempotency_key="k")
+    for topic in ("a\nb", "a", "idempotency:a"):  # each stored, in its own topic
+        assert await xlen(redis_server, prefix + topic) == 1
+
+
+@asyncio_only
+async def test_a_write_redis_refuses_is_not_stored(tmp_path: Path) -> None:
+    import redis.asyncio as aioredis
+
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        async with Broker(server.url) as broker:
+            await broker.publish("t", "before")
+            admin = aioredis.from_url(server.url)
+            await admin.config_set("maxmemory-policy", "noeviction")
+            await admin.config_set("maxmemory", "1")
+            with pytest.raises(BrokerUnavailableError, match="refused") as info:
+                await broker.publish("t", "x" * 1000)
+            await admin.config_set("maxmemory", "0")
+            await admin.aclose()
+        assert info.value.stored is False
+        assert await xlen(server, "sse:t") == 1
+    finally:
+        server.kill()
+
+
+async def test_an_id_with_leading_zeros_resumes_as_that_id(broker: Broker) -> None:
+    ids = await publish_all(broker, "t", ["a", "b"])
+    ms, seq = ids[0].split("-")
+    async with broker.subscribe("t", last_event_id=f"0{ms}-000{seq}") as subscription:
+        (event,) = await take(subscription, 1)
+    assert (event.id, event.data) == (ids[1], "b")

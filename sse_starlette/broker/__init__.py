@@ -463,6 +463,8 @@ class Subscription:
         size = max(1, broker.buffer // len(self.topics))  # at most `buffer` events held
         try:
             page = await broker.backend.history(name, replay.after, replay.upto, size)
+            if self._closed:
+                return False  # closed while reading: nothing more to hand out
         except ResumeReset as reset:
             self._reset_resume(reset.reason)
             return False
@@ -477,7 +479,7 @@ class Subscription:
         replay.page.extend(page)
         replay.last_page = len(page) < size
         if not page:
-            del self._replay[name]
+            self._replay.pop(name, None)
         return True
 
     async def _replayed(self) -> BrokerEvent | None:
@@ -492,11 +494,13 @@ class Subscription:
         event = replay.page.popleft()
         replay.after = event.id
         if not replay.page and (replay.last_page or event.id == replay.upto):
-            del self._replay[name]
+            self._replay.pop(name, None)
         return event
 
     def _reset_resume(self, reason: str) -> None:
         """The resume cannot be exact: one reset event, then live events."""
+        if self._closed:
+            return
         self.broker.metrics.resets += 1
         logger.info(
             "stream of %s cannot resume from %r: %s", self.topics, self.last_event_id, reason
@@ -514,9 +518,14 @@ class Subscription:
             if checksum != self._checksum:
                 raise ResumeReset("malformed")  # or an id of another set of topics
             ids = joined.split(",")
-        if len(ids) != len(self.topics) or any(parse_id(id) is None for id in ids):
+        pairs = [parse_id(id) for id in ids]
+        if len(ids) != len(self.topics) or None in pairs:
             raise ResumeReset("malformed")
-        return dict(zip(self.topics, ids, strict=True))
+        # As the backend writes them ("0001-2" is "1-2"): ids compare as strings there.
+        return {
+            name: f"{pair[0]}-{pair[1]}"  # type: ignore[index]
+            for name, pair in zip(self.topics, pairs, strict=True)
+        }
 
     def _reset(self, reason: str) -> BrokerEvent:
         data = json.dumps({"reason": reason, "topics": self.topics}, separators=(",", ":"))

@@ -9,7 +9,9 @@ otherwise events were trimmed in between and it gets a reset instead of a silent
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -30,7 +32,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError
+    from redis.exceptions import NoScriptError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -117,7 +119,9 @@ class RedisBackend:
         ttl = self.idempotency_ttl_ms
         if idempotency_key is None:
             idempotency_key, ttl = uuid.uuid4().hex, _OWN_KEY_MS
-        keys = [self.prefix + topic, f"{self.prefix}idempotency:{topic}\n{idempotency_key}"]
+        # Hashed: no topic and key can make another pair's name, whatever they contain.
+        pair = hashlib.sha256(f"{len(topic)}:{topic}:{idempotency_key}".encode()).hexdigest()
+        keys = [self.prefix + topic, f"{self.prefix}idempotency:{pair}"]
         args: list[Any] = [self.history_length, self.max_age_ms, ttl]
         for name, value in fields.items():
             args += [name, value]
@@ -131,11 +135,21 @@ class RedisBackend:
                 raise BrokerUnavailableError(
                     f"event for topic {topic!r} was not stored: Redis is unavailable ({exc})"
                 ) from exc
+            started = time.monotonic()
             try:
                 return str(await self._evaluate(connection, keys, args))
+            except ResponseError as exc:
+                # Redis refused to run it (OOM, READONLY after a failover, MISCONF, NOPERM,
+                # LOADING...): the script fails before it adds anything.
+                raise BrokerUnavailableError(
+                    f"event for topic {topic!r} was not stored: Redis refused it ({exc})"
+                ) from exc
             except _UNAVAILABLE as exc:
                 sent = exc
                 await connection.disconnect()
+                # The key must outlive the first try for the second to be safe.
+                if time.monotonic() - started > ttl / 2000:
+                    raise _unknown(topic, exc) from exc
             finally:
                 await self.redis.connection_pool.release(connection)
         assert sent is not None
@@ -168,29 +182,36 @@ class RedisBackend:
                 raise ResumeReset("unknown")
             return []
         page = await self._page(topic, after, limit)
+        if len(page) < limit and (not page or parse_id(page[-1][1].id) < end):  # type: ignore[operator]
+            # A short page ending before `upto` was read (by another subscriber) before
+            # events this one has been promised were stored: read it afresh.
+            page = await self._page(topic, after, limit, shared=False)
         # The first entry after `after` must say `after` came right before it: else entries
         # were trimmed in between (one COUNT-bounded read tells, not the whole range).
         if not page or page[0][0] != after:
             raise ResumeReset("too-old")
         return [event for _, event in page if parse_id(event.id) <= end]  # type: ignore[operator]
 
-    async def _page(self, topic: str, after: str, limit: int) -> list[tuple[str, BrokerEvent]]:
+    async def _page(
+        self, topic: str, after: str, limit: int, *, shared: bool = True
+    ) -> list[tuple[str, BrokerEvent]]:
         """Up to `limit` entries after `after`, as (prev, event): shared by every subscriber
         that asks for the same page at the same time or soon after (a resume storm asks for
         the same pages a thousand times), so their encoded bytes are held once."""
         key = (topic, after, limit)
-        cached = self.pages.get(key)
+        cached = self.pages.get(key) if shared else None
         if cached is not None:
             self.pages.move_to_end(key)
-            try:
-                return await asyncio.shield(cached)
-            except asyncio.CancelledError:
-                if not cached.cancelled():
-                    raise  # this subscriber was cancelled
-                # The subscriber reading it was cancelled: read it ourselves.
+            # asyncio.wait, not await: our own cancellation propagates and never cancels the
+            # read others wait for; theirs (the reader cancelled) is not taken for ours.
+            await asyncio.wait({cached})
+            if not cached.cancelled():
+                return cached.result()  # type: ignore[no-any-return]
+            # The subscriber reading it was cancelled: read it ourselves.
         future: asyncio.Future[list[tuple[str, BrokerEvent]]]
         future = asyncio.get_running_loop().create_future()
-        self.pages[key] = future
+        if shared:
+            self.pages[key] = future
         try:
             entries = await self._retrying(
                 self.redis.xrange, self.prefix + topic, "(" + after, "+", count=limit
