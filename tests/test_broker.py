@@ -811,14 +811,14 @@ async def test_a_subscription_closed_while_it_reads_history_just_ends(
     async with make_broker(buffer=4, history=history) as broker:
         ids = await publish_all(broker, "t", [f"e{i}" for i in range(10)])
         reading, release = anyio.Event(), anyio.Event()
-        history = broker.backend.history
+        read_history = broker.backend.history
 
         async def slow_history(*args: Any) -> list[BrokerEvent]:
             reading.set()
             await release.wait()
-            return await history(*args)
+            return await read_history(*args)  # type: ignore[no-any-return]
 
-        broker.backend.history = slow_history  # type: ignore[method-assign]
+        broker.backend.history = slow_history
         subscription = broker.subscribe("t", last_event_id=ids[0])
         got: list[BrokerEvent] = []
 
