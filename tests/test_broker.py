@@ -888,3 +888,17 @@ async def test_an_id_with_leading_zeros_resumes_as_that_id(broker: Broker) -> No
     async with broker.subscribe("t", last_event_id=f"0{ms}-000{seq}") as subscription:
         (event,) = await take(subscription, 1)
     assert (event.id, event.data) == (ids[1], "b")
+
+
+async def test_drop_oldest_during_a_replay_resets_after_the_history(make_broker: Any) -> None:
+    broker = make_broker(buffer=4, slow_consumer="drop_oldest")
+    async with broker:
+        ids = await publish_all(broker, "t", [f"h{i}" for i in range(20)])
+        async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
+            (first,) = await take(subscription, 1)  # replaying now
+            await publish_all(broker, "t", [f"l{i}" for i in range(6)])  # 2 live dropped
+            events = [first, *await take(subscription, 18 + 1 + 4)]
+    data = [e.data if e.event != "reset" else "RESET" for e in events]
+    assert data == [f"h{i}" for i in range(1, 20)] + ["RESET", "l2", "l3", "l4", "l5"]
+    positions = [id_key(e.id) for e in events]
+    assert positions == sorted(positions)  # ids never go back

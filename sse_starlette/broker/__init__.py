@@ -372,7 +372,7 @@ class Subscription:
         if not self._started:
             await self._start()
         while True:
-            if self._dropped:
+            if self._dropped and not self._replay:  # after the history: ids never go back
                 self._dropped = False
                 return self._reset("slow-consumer")
             if self._pending:
@@ -546,7 +546,8 @@ class Subscription:
         broker.metrics.slow_consumer_drops += 1
         broker.metrics.delivered += 1
         dropped = self._buffer.popleft()
-        if dropped.topic in self._positions:
+        if dropped.topic in self._positions and not self._replay:
+            # (While the history is replayed the position follows it; the reset comes after.)
             self._positions[dropped.topic] = dropped.id
         self._dropped = True
         self._buffer.append(event)
