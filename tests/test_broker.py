@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -660,10 +661,12 @@ async def xlen(server: RedisServer, key: str) -> int:
         await client.aclose()
 
 
-@asyncio_only
-async def test_a_reply_lost_to_a_dropped_connection_is_retried_without_a_duplicate(
+@contextlib.asynccontextmanager
+async def behind_a_proxy(
     redis_server: RedisServer,
-) -> None:
+) -> AsyncIterator[tuple[RedisProxy, Broker, Subscription, str]]:
+    """A broker that reaches Redis through a proxy that can lose replies, and a subscriber
+    on a broker that reaches it directly; and the key prefix of both."""
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     async with (
         RedisProxy(redis_server.port) as proxy,
@@ -672,6 +675,14 @@ async def test_a_reply_lost_to_a_dropped_connection_is_retried_without_a_duplica
         direct.subscribe("t") as subscription,
     ):
         await start(subscription)
+        yield proxy, broker, subscription, prefix
+
+
+@asyncio_only
+async def test_a_reply_lost_to_a_dropped_connection_is_retried_without_a_duplicate(
+    redis_server: RedisServer,
+) -> None:
+    async with behind_a_proxy(redis_server) as (proxy, broker, subscription, prefix):
         proxy.lose_reply_to(b"EVALSHA")
         id = await broker.publish("t", "once")  # stored, its reply lost, tried again: same id
         await broker.publish("t", "next")
@@ -687,14 +698,7 @@ async def test_redis_gone_between_the_write_and_the_reply_is_an_unknown_outcome(
     redis_server: RedisServer,
 ) -> None:
     # Redis stores the event, then "dies" before answering, and stays down for the retry.
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with (
-        RedisProxy(redis_server.port) as proxy,
-        Broker(proxy.url, redis_prefix=prefix) as broker,
-        Broker(redis_server.url, redis_prefix=prefix) as direct,
-        direct.subscribe("t") as subscription,
-    ):
-        await start(subscription)
+    async with behind_a_proxy(redis_server) as (proxy, broker, subscription, prefix):
         proxy.lose_reply_to(b"EVALSHA", then_refuse=True)  # the retry finds Redis down
         with pytest.raises(PublishOutcomeUnknownError, match="may have been stored") as info:
             await broker.publish("t", "maybe", idempotency_key="order-17")
