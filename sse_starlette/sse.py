@@ -180,15 +180,17 @@ class EventSourceResponse(Response):
         if kind == "websocket" or (method != "GET" and method.upper() == "HEAD"):
             send = _bounded(send, self.send_timeout)
             await send(start)
-            await send(_FINAL_CHUNK)
+            await send(_final_chunk())
         else:
             await _Stream(self, send).run(receive, start)
         if self.background is not None:
             await self.background()
 
 
-# The end of a response: the client sees a clean end of the stream.
-_FINAL_CHUNK: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+def _final_chunk() -> Message:
+    # The end of a response: the client sees a clean end of the stream. A new dict each time:
+    # a server or a middleware may change the message it is given.
+    return {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 def _bounded(send: Send, timeout: float | None) -> Send:
@@ -355,7 +357,7 @@ class _Stream:
         self.scope = move_on_after()
         try:
             with self.scope:
-                await self.send(_FINAL_CHUNK)
+                await self.send(_final_chunk())
         except OSError:
             pass
         except Exception as exc:

@@ -1333,3 +1333,17 @@ def test_an_event_loop_is_not_kept_alive_by_its_ended_streams(sync: bool) -> Non
     while gc.collect() is not None and loops[0]() is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert loops[0]() is None
+
+
+@pytest.mark.anyio
+async def test_a_send_that_changes_the_final_message_changes_no_other_response() -> None:
+    received: list[Message] = []
+
+    async def send(message: Message) -> None:
+        received.append(dict(message))
+        message["body"] = b"changed by a middleware"  # as a wrapper may, in place
+
+    for _ in range(2):
+        with anyio.fail_after(5):
+            await EventSourceResponse(iter(["a"]), ping=0)(http_scope(), never_receives, send)
+    assert [m for m in received if not m.get("more_body", True)] == [FINAL_CHUNK] * 2
