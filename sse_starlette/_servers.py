@@ -121,7 +121,7 @@ def _opted_out(value: str) -> frozenset[str]:
     if value in ("", "0", "false", "no", "off", "none"):
         return frozenset()
     if value in ("1", "true", "yes", "on", "all", "*"):
-        return frozenset("*")
+        return frozenset({"*"})
     return frozenset(name for name in re.split(r"[\s,;]+", value) if name)
 
 

@@ -40,7 +40,7 @@ __all__ = ["create_hub"]
 
 logger = logging.getLogger("sse_starlette.hub")
 
-_EVENT_FIELDS = frozenset(("data", "event", "retry", "comment"))
+_EVENT_FIELDS = frozenset(("topic", "data", "event", "retry", "comment"))
 _DISCONNECT_REASONS = ("client", "slow-consumer", "send-timeout", "shutdown", "error")
 
 
@@ -361,9 +361,9 @@ def _parse_event(body: bytes) -> tuple[str, dict[str, Any]]:
     if "id" in message:
         raise _Rejected(400, "invalid-event", "the hub assigns event ids: publish without 'id'")
     try:
-        check_fields(message, _EVENT_FIELDS)
+        check_fields(message, _EVENT_FIELDS)  # `topic` was taken out: it is listed as allowed
     except TypeError as exc:
-        raise _Rejected(400, "invalid-event", f"{exc} (and topic)") from None
+        raise _Rejected(400, "invalid-event", str(exc)) from None
     data = message.get("data")
     if data is not None and not isinstance(data, str):
         message["data"] = dumps(data)  # any other JSON value is sent as compact JSON
