@@ -855,14 +855,28 @@ def test_nonsensical_options_are_refused(options: dict[str, Any]) -> None:
 
 
 @pytest.mark.anyio
-async def test_an_error_that_would_recur_is_raised_not_retried() -> None:
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("ftp://127.0.0.1/events", httpx.UnsupportedProtocol),
+        ("http://[::1/events", httpx.InvalidURL),
+        ("http://app/loop", httpx.TooManyRedirects),
+    ],
+)
+async def test_an_error_that_would_recur_is_raised_not_retried(
+    url: str, cause: type[Exception]
+) -> None:
+    # The redirect loop is an app's; the scheme and the URL fail in httpx's own transport.
+    loop = Starlette(routes=[Route("/loop", lambda request: RedirectResponse("/loop"))])
+    transport = httpx.ASGITransport(loop) if url.startswith("http://app") else None
     calls: list[int] = []
-    with pytest.raises(SSEConnectionError) as info:
-        async with EventSource(
-            "ftp://127.0.0.1/events", on_reconnect=lambda *args: calls.append(1)
-        ) as source:
-            await anext(source)
-    assert isinstance(info.value.__cause__, httpx.UnsupportedProtocol)
+    async with httpx.AsyncClient(transport=transport) as client:
+        with pytest.raises(SSEConnectionError) as info:
+            async with EventSource(
+                url, client=client, on_reconnect=lambda *args: calls.append(1)
+            ) as source:
+                await anext(source)
+    assert isinstance(info.value.__cause__, cause)
     assert source.end_reason is EndReason.FAILED
     assert calls == []
 

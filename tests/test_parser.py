@@ -171,7 +171,7 @@ class CountingSplitter:
         (b"data: z\n" * 100_000 + b"\n", 7),  # many short lines
     ],
 )
-def test_each_byte_is_scanned_once_whatever_the_read_size(
+def test_each_byte_is_handed_to_the_splitter_once_whatever_the_read_size(
     payload: bytes, read_size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     counting = CountingSplitter(parser_module._split_lines)

@@ -130,7 +130,7 @@ PARSER = json.loads((ROOT / "bench" / "results" / "parser.json").read_text())["c
 QUOTED_PARSER_FIGURES = [
     # (README text with the number as {}, case, implementation or the ratio)
     ("in 256-byte reads it parses {} MB/s", "small events, 256-byte reads", "ours"),
-    ("MB/s, {}x httpx-sse (a frozen", "small events, 256-byte reads", "ratio"),
+    ("MB/s, {}x httpx-sse; a 1 MB", "small events, 256-byte reads", "ratio"),
     ("event in 256-byte reads {} MB/s", "one 1 MB event, 256-byte reads", "ours"),
     ("MB/s, {}x httpx-sse.", "one 1 MB event, 256-byte reads", "ratio"),
 ]
