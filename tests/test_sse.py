@@ -67,6 +67,12 @@ def header(call: ASGICall, name: str) -> list[str]:
     return [v for k, v in header_pairs(call) if k == name]
 
 
+async def never_receives() -> Message:
+    """A client that sends no more and never leaves."""
+    await anyio.sleep_forever()
+    raise AssertionError  # pragma: no cover
+
+
 # --- headers -----------------------------------------------------------------------------
 
 
@@ -725,13 +731,9 @@ async def test_the_data_sender_starts_alongside_the_response_start() -> None:
             await registered.wait()
         sent.append(message)
 
-    async def receive() -> Message:
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
     response = EventSourceResponse(iter(["a"]), ping=0, data_sender_callable=sender)
     with anyio.fail_after(5):
-        await response(http_scope(), receive, send)
+        await response(http_scope(), never_receives, send)
     assert [m["type"] for m in sent] == ["http.response.start", *["http.response.body"] * 2]
 
 
@@ -796,15 +798,11 @@ async def test_send_timeout_bounds_both_sends_of_a_head_response(stalls: str) ->
         if message["type"] == stalls:
             await anyio.sleep_forever()
 
-    async def receive() -> Message:
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
     response = EventSourceResponse(
         idle_after("x"), send_timeout=0.05, background=BackgroundTask(ran.append, "bg")
     )
     with anyio.fail_after(5), pytest.raises(SendTimeoutError):
-        await response({"type": "http", "method": "HEAD"}, receive, send)
+        await response({"type": "http", "method": "HEAD"}, never_receives, send)
     assert ran == []  # as for any failed response: the background task does not run
 
 
@@ -818,12 +816,8 @@ async def test_a_scope_without_type_or_method_is_an_http_get(scope: dict[str, An
     async def send(message: Message) -> None:
         sent.append(message)
 
-    async def receive() -> Message:
-        await anyio.sleep_forever()
-        raise AssertionError  # pragma: no cover
-
     with anyio.fail_after(5):
-        await EventSourceResponse(iter(["a"]), ping=0)(scope, receive, send)
+        await EventSourceResponse(iter(["a"]), ping=0)(scope, never_receives, send)
     assert [m.get("body") for m in sent] == [None, b"data: a\r\n\r\n", b""]
 
 
@@ -918,11 +912,6 @@ def final_send_fails(how: str, drain: bool) -> Any:
             await anyio.sleep_forever()
 
     return send
-
-
-async def never_receives() -> Message:
-    await anyio.sleep_forever()
-    raise AssertionError  # pragma: no cover
 
 
 @pytest.mark.anyio
