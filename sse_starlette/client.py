@@ -198,10 +198,15 @@ class _Reconnection:
         """Count one more attempt and return the wait before it, or raise `SSEReconnectError`."""
         if self._lost_at is None:
             self._lost_at = now
-        if self.max_reconnects is not None and self.attempt >= self.max_reconnects:
+        limit, bound = self.max_reconnects, f"max_reconnects={self.max_reconnects}"
+        if limit is None and isinstance(cause, SSEResponseError):
+            # A refused answer retried (`retry_statuses`) is bounded even when nothing is set.
+            limit = DEFAULT_MAX_STATUS_RETRIES
+            bound = f"at most {limit} by default for a status"
+        if limit is not None and self.attempt >= limit:
             raise SSEReconnectError(
-                f"gave up after {self.attempt} reconnection attempts "
-                f"(max_reconnects={self.max_reconnects}); last cause: {_describe(cause)}",
+                f"gave up after {self.attempt} reconnection attempts ({bound}); "
+                f"last cause: {_describe(cause)}",
                 self.attempt,
                 cause,
             ) from cause
@@ -318,10 +323,6 @@ class _EventSourceBase(Generic[ClientT]):
             max_reconnect_time,
         )
         self._retry_statuses = frozenset(retry_statuses)
-        self._max_status_retries = (
-            DEFAULT_MAX_STATUS_RETRIES if max_reconnects is None else max_reconnects
-        )
-        self._status_retries = 0  # consecutive answers retried for their status
         self._reconnect = reconnect
         self._max_event_size = max_event_size
         self._on_reconnect = on_reconnect
@@ -401,7 +402,6 @@ class _EventSourceBase(Generic[ClientT]):
         ):
             return False
         self._reconnection.connected()
-        self._status_retries = 0
         # Each connection parses from a clean state (a partial event is discarded), but the
         # last event ID and the reconnection time carry over, as in a browser.
         self._parser = EventStreamParser(self._received_id, self._max_event_size)
@@ -452,21 +452,7 @@ class _EventSourceBase(Generic[ClientT]):
         if response.status_code not in self._retry_statuses or response.status_code == 200:
             self._end(EndReason.FAILED)
             raise error
-        if self._status_retries >= self._max_status_retries:
-            self._end(EndReason.GAVE_UP)
-            bound = (
-                f"at most {DEFAULT_MAX_STATUS_RETRIES} by default"
-                if self._reconnection.max_reconnects is None
-                else f"max_reconnects={self._reconnection.max_reconnects}"
-            )
-            raise SSEReconnectError(
-                f"gave up after {self._status_retries} retries of a status of retry_statuses "
-                f"({bound}); last: {error}",
-                self._status_retries,
-                error,
-            ) from error
-        self._status_retries += 1
-        self._lost(error)
+        self._lost(error)  # the reconnection policy bounds it
 
     def _refused(self, error: Exception) -> NoReturn:
         """A request that would fail the same way again (a bad URL or scheme, too many

@@ -913,3 +913,16 @@ async def test_closing_before_a_deferred_error_is_raised_is_a_close() -> None:
         assert (await anext(source)).data == "ok"
         assert source.end_reason is None
     assert source.end_reason is EndReason.CLOSED
+
+
+def test_the_policy_bounds_retried_statuses_even_without_max_reconnects() -> None:
+    refused = SSEResponseError(httpx.Response(503, request=httpx.Request("GET", "http://x/")))
+    reconnection = schedule(retry=0.5)
+    assert [reconnection.next_delay(refused, now=0) for _ in range(5)] == [0.5] * 5
+    with pytest.raises(SSEReconnectError, match="at most 5 by default") as info:
+        reconnection.next_delay(refused, now=0)
+    assert info.value.attempts == 5
+    # A dropped connection is not bounded that way: a browser retries it for ever.
+    assert schedule(retry=0.5).next_delay(CAUSE, now=0) == 0.5
+    dropped = schedule(retry=0.5)
+    assert [dropped.next_delay(CAUSE, now=0) for _ in range(50)] == [0.5] * 50
