@@ -275,7 +275,7 @@ def _demo(options: argparse.Namespace) -> int:
     from sse_starlette.demo import create_demo
 
     def make_app(url: str) -> Starlette:
-        broker = Broker(options.redis or "memory://", history=10_000, redis_prefix="sse-demo:")
+        broker = Broker(options.redis or "memory://", history=10_000, prefix="sse-demo:")
         return create_demo(broker, label=url.removeprefix("http://"), tick=options.tick)
 
     def announce(url: str) -> str:
@@ -304,7 +304,7 @@ def _hub(options: argparse.Namespace) -> int:
             max_age=options.max_age,
             buffer=options.buffer,
             slow_consumer=options.slow_consumer,
-            redis_prefix=options.redis_prefix,
+            prefix=options.redis_prefix,
         )
         return create_hub(
             broker,

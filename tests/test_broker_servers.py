@@ -100,7 +100,7 @@ def test_two_processes_on_one_redis_deliver_every_event_in_order_with_the_same_i
         ]
         for server in servers:
             await wait_stats(server, "subscribers", per_server)
-        async with Broker(redis_url, redis_prefix=prefix) as publisher:
+        async with Broker(redis_url, prefix=prefix) as publisher:
             ids = [await publisher.publish("scale", f"event {i}") for i in range(events)]
         expected = b"".join(
             f"id: {id}\r\ndata: event {i}\r\n\r\n".encode() for i, id in enumerate(ids)
@@ -138,7 +138,7 @@ def test_a_client_that_stops_reading_keeps_server_memory_bounded_and_resumes_wit
         await writer.drain()
         await wait_stats(server, "subscribers", 1)
         before = (await asyncio.to_thread(stats, server))["max_rss_kib"]
-        async with Broker(redis_url, redis_prefix=prefix, history=events) as publisher:
+        async with Broker(redis_url, prefix=prefix, history=events) as publisher:
             ids = [await publisher.publish("slow", "x" * size) for _ in range(events)]
         await wait_stats(server, "slow_consumer_disconnects", 1)
         after = (await asyncio.to_thread(stats, server))["max_rss_kib"]

@@ -36,15 +36,15 @@ SERVED_BY = (
 TOPIC = "bench"
 
 # A key prefix of its own: a redis-server shared by several rounds starts each one empty.
-broker = Broker(URL, redis_prefix=f"bench-{os.getpid()}:")
-start = ""  # the topic's position before HELLO: every stream resumes from there
+broker = Broker(URL, prefix=f"bench-{os.getpid()}:")
+start = ""  # the log's position before HELLO: every stream resumes from there
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     global start
     async with broker:
-        start = await broker.backend.position(TOPIC)
+        start = await broker.backend.position()
         await broker.publish(TOPIC, {"data": HELLO})
         yield
 

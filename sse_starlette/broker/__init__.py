@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from sse_starlette.broker._backend import (
 )
 from sse_starlette.broker._event import BrokerEvent, event_fields
 from sse_starlette.broker._ids import parse_id
+from sse_starlette.broker._routes import Routes, check_topics, matches
 from sse_starlette.event import check_sep
 from sse_starlette.sse import EventSourceResponse
 
@@ -68,24 +68,19 @@ def request_last_event_id(request: Request) -> str | None:
     return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
 
 
-class _Topic:
-    __slots__ = ("cursor", "ready", "subscribers")
-
-    def __init__(self) -> None:
-        self.cursor = ""  # id of the last event delivered to this process
-        self.ready = anyio.Event()
-        self.subscribers: set[Subscription] = set()
-
-
 class Broker:
     """Publish events to topics from anywhere in the app; subscribe streams to them.
 
+    The broker is one log: each event gets one id, ordered across all topics, the same in
+    every process, whatever topics and patterns a stream watches.
+
     Args:
-        url: `memory://` (in-process, the default) or `redis://...` / `rediss://...` /
-            `unix://...` (Redis Streams, for several processes and hosts; asyncio only).
+        url: `memory://` (in-process, the default), `redis://...` / `rediss://...` /
+            `unix://...` (Redis Streams, for several processes and hosts; asyncio only), or
+            `redis+cluster://host:port` / `rediss+cluster://...` (a Redis Cluster).
         backend: a `Backend` object to use instead of one made from `url` (a backend of
             your own, or one configured beyond what the URL and options say).
-        history: events kept per topic for resuming (by count).
+        history: events kept for resuming (by count, all topics together).
         max_age: seconds an event is kept for resuming (None: no age limit).
         buffer: events a subscriber may fall behind before the slow-consumer policy applies.
         slow_consumer: "disconnect" (the stream ends cleanly; the client resumes from
@@ -94,9 +89,9 @@ class Broker:
         reset_event: the `event:` type of the reset event sent when a stream cannot resume
             exactly; its data is JSON `{"reason": ..., "topics": [...]}`.
         sep: line separator of the encoded events.
-        redis_prefix: prefix of the Redis stream keys (one stream per topic).
+        prefix: prefix of the Redis keys (the log is `{<prefix>}log`).
         idempotency_ttl: seconds Redis remembers a publish's `idempotency_key`.
-        redis_options: passed to `redis.asyncio.from_url` (password, ssl settings, pool...).
+        redis_options: passed to redis-py's `from_url` (password, ssl settings, pool...).
     """
 
     def __init__(
@@ -109,7 +104,7 @@ class Broker:
         slow_consumer: SlowConsumerPolicy = "disconnect",
         reset_event: str = "reset",
         sep: str = "\r\n",
-        redis_prefix: str = "sse:",
+        prefix: str = "sse:",
         idempotency_ttl: float = 3600.0,
         backend: Backend | None = None,
         **redis_options: Any,
@@ -133,7 +128,8 @@ class Broker:
             from sse_starlette.broker.memory import MemoryBackend
 
             self.backend = MemoryBackend(history=history, max_age=max_age, sep=sep)
-        elif url.startswith(("redis://", "rediss://", "unix://")):
+        elif url.startswith(("redis://", "rediss://", "unix://", "redis+cluster://",
+                             "rediss+cluster://")):  # fmt: skip
             from sse_starlette.broker.redis import RedisBackend
 
             self.backend = RedisBackend(
@@ -141,13 +137,18 @@ class Broker:
                 history=history,
                 max_age=max_age,
                 sep=sep,
-                prefix=redis_prefix,
+                prefix=prefix,
                 idempotency_ttl=idempotency_ttl,
                 **redis_options,
             )
         else:
-            raise ValueError(f"unsupported broker URL {url!r}: use memory:// or redis://")
-        self._topics: dict[str, _Topic] = {}
+            raise ValueError(
+                f"unsupported broker URL {url!r}: use memory://, redis:// or redis+cluster://"
+            )
+        self._routes: Routes[Subscription] = Routes()
+        self._cursor = ""  # id of the last event delivered to this process
+        # None: not watching the log; set: watching from `_cursor`; unset: starting to.
+        self._watching: anyio.Event | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -161,9 +162,10 @@ class Broker:
 
     async def __aexit__(self, *exc_info: Any) -> None:
         assert self._tasks is not None
-        for topic in list(self._topics.values()):
-            for subscription in list(topic.subscribers):
-                subscription._end()
+        routes = self._routes
+        for subscription in {s for table in (routes.exact, routes.prefixes)
+                             for subscribers in table.values() for s in subscribers}:  # fmt: skip
+            subscription._end()
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(None, None, None)
         self._tasks = None
@@ -177,20 +179,24 @@ class Broker:
 
     # --- publishing --------------------------------------------------------------------------
 
-    async def publish(self, topic: str, event: Any, *, idempotency_key: str | None = None) -> str:
-        """Store `event` under `topic` and hand it to every subscriber; return its id.
+    async def publish(
+        self, topics: str | Sequence[str], event: Any, *, idempotency_key: str | None = None
+    ) -> str:
+        """Store `event` under `topics` (one topic, or several) and hand it to every
+        subscriber of any of them, once each; return its id.
 
         `event` is anything an `EventSourceResponse` accepts: a `ServerSentEvent`, a dict of
         fields, a str, a Pydantic model, a dataclass... except an `id`: the broker assigns ids.
-        Invalid fields raise ValueError/TypeError and nothing is stored. With Redis, an event
-        certainly not stored raises `BrokerUnavailableError`; one that may have been stored
-        (Redis went away before it answered) raises its subclass
+        Invalid fields or topics raise ValueError/TypeError and nothing is stored. With
+        Redis, an event certainly not stored raises `BrokerUnavailableError`; one that may
+        have been stored (Redis went away before it answered) raises its subclass
         `PublishOutcomeUnknownError`. Publishing again under the same `idempotency_key`
         stores it once and returns its id (for `idempotency_ttl` seconds on Redis; on the
         memory backend as long as the event is in the history).
         """
+        names = check_topics(topics, "topic")
         fields = event_fields(event, self.sep)
-        id = await self.backend.publish(topic, fields, idempotency_key)
+        id = await self.backend.publish(names, fields, idempotency_key)
         self.metrics.published += 1
         # Let the subscribers run before the next publish: a publisher in a tight loop would
         # otherwise fill every buffer and be taken for a slow consumer.
@@ -198,21 +204,21 @@ class Broker:
         return id
 
     def _deliver(self, event: BrokerEvent) -> None:
-        topic = self._topics.get(event.topic)
-        if topic is None:
-            return
-        topic.cursor = event.id
-        overflowing = []
-        for subscription in topic.subscribers:
+        self._cursor = event.id
+        limit, delivered, overflowing = self.buffer, 0, None
+        for subscription in self._routes.match(event.topics):
             buffer = subscription._buffer
-            if len(buffer) >= self.buffer:
+            if len(buffer) >= limit:
+                if overflowing is None:
+                    overflowing = []
                 overflowing.append(subscription)
                 continue
             buffer.append(event)
+            delivered += 1
             if subscription._waiter is not None:
                 subscription._wake()
-        self.metrics.delivered += len(topic.subscribers) - len(overflowing)
-        for subscription in overflowing:  # after the loop: it leaves topic.subscribers
+        self.metrics.delivered += delivered
+        for subscription in overflowing or ():  # after the loop: it leaves the routes
             subscription._overflow(event)
 
     # --- subscribing -------------------------------------------------------------------------
@@ -220,12 +226,14 @@ class Broker:
     def subscribe(
         self, topics: str | Sequence[str], last_event_id: str | None = None
     ) -> Subscription:
-        """An async iterator of the topics' events, starting after `last_event_id` if given.
+        """An async iterator of the events of `topics`, after `last_event_id` if given.
 
-        Also an async context manager; iterating it as the content of an
-        `EventSourceResponse` closes it when the client leaves.
+        `topics` are topic names or patterns: a prefix followed by `*` (`chat.*`), or `*`
+        for every topic. An event published to several of them comes once. Also an async
+        context manager; iterating it as the content of an `EventSourceResponse` closes it
+        when the client leaves.
         """
-        return Subscription(self, [topics] if isinstance(topics, str) else topics, last_event_id)
+        return Subscription(self, topics, last_event_id)
 
     def response(
         self,
@@ -235,7 +243,8 @@ class Broker:
         last_event_id: str | None = None,
         **response_options: Any,
     ) -> EventSourceResponse:
-        """An `EventSourceResponse` streaming `topics` to the client making `request`.
+        """An `EventSourceResponse` streaming `topics` (names or patterns, as `subscribe`)
+        to the client making `request`.
 
         Resumes after the `Last-Event-ID` header, or else the `lastEventId` query parameter
         (for clients that cannot set headers; a browser's `EventSource` reconnects to the
@@ -249,57 +258,50 @@ class Broker:
         subscription._on_dropped = response._abandon
         return response
 
-    async def _attach(self, name: str, subscription: Subscription) -> str:
+    async def _attach(self, subscription: Subscription) -> str:
+        """Route the log's events to `subscription` from now on; the position they start at."""
         while True:
-            topic = self._topics.get(name)
-            if topic is None:
-                topic = self._topics[name] = _Topic()
+            watching = self._watching
+            if watching is None:
+                self._watching = watching = anyio.Event()
                 try:
-                    topic.cursor = await self.backend.position(name)
+                    self._cursor = await self.backend.position()
                 except BaseException:
-                    del self._topics[name]
-                    topic.ready.set()
+                    self._watching = None
+                    watching.set()
                     raise
-                self.backend.watch(name, topic.cursor)
-                topic.ready.set()
-            elif not topic.ready.is_set():
-                await topic.ready.wait()
-                continue  # it may have been dropped meanwhile
-            topic.subscribers.add(subscription)
-            return topic.cursor
+                self.backend.watch(self._cursor)
+                watching.set()
+            elif not watching.is_set():
+                await watching.wait()
+                continue  # it may have failed, or stopped, meanwhile
+            self._routes.add(subscription, subscription.topics)
+            return self._cursor
 
-    def _detach(self, name: str, subscription: Subscription) -> None:
-        topic = self._topics.get(name)
-        if topic is None:
-            return
-        topic.subscribers.discard(subscription)
-        if not topic.subscribers and topic.ready.is_set():
-            del self._topics[name]
-            self.backend.unwatch(name)
+    def _detach(self, subscription: Subscription) -> None:
+        self._routes.remove(subscription, subscription.topics)
+        if not self._routes and self._watching is not None and self._watching.is_set():
+            self._watching = None
+            self.backend.unwatch()
 
 
 class _Replay:
-    """Where a resuming subscription stands in one topic's history: the next page of it."""
+    """Where a resuming subscription stands in the log: the next page of it."""
 
-    __slots__ = ("after", "last_page", "page", "upto")
+    __slots__ = ("after", "done", "page", "upto")
 
     def __init__(self, after: str, upto: str) -> None:
-        self.after = after  # the id of the last event handed out
-        self.upto = upto  # the topic's position when the subscription attached: live after
-        self.page: deque[BrokerEvent] = deque()
-        self.last_page = False  # the page held is the last one
-
-    @property
-    def head(self) -> tuple[int, int]:
-        return parse_id(self.page[0].id)  # type: ignore[return-value]
+        self.after = after  # the id of the last event read from the history
+        self.upto = upto  # the log's position when the subscription attached: live after
+        self.page: deque[BrokerEvent] = deque()  # the events read and not yet handed out
+        self.done = False  # nothing is left to read after `page`
 
 
 class Subscription:
-    """One stream's view of one or more topics: its buffer, its position, its resume.
+    """One stream's view of the log: its selectors, its buffer, its position, its resume.
 
-    Yields `BrokerEvent`s. On several topics, each event's `id` is the stream's position in
-    every topic (`"<checksum>:<id>,<id>..."`, topics in sorted order), so that
-    `Last-Event-ID` resumes all of them exactly.
+    Yields `BrokerEvent`s, whose ids are the log's: `Last-Event-ID` resumes any set of
+    topics and patterns exactly, in any process, with an id of the same size.
     """
 
     # Slots and a list for the rarely used resume queue: a deque is 0.7 KiB even when empty,
@@ -307,13 +309,12 @@ class Subscription:
     __slots__ = (
         "_attached",
         "_buffer",
-        "_checksum",
         "_closed",
         "_counted",
         "_dropped",
         "_on_dropped",
         "_pending",
-        "_positions",
+        "_position",
         "_replay",
         "_skip",
         "_started",
@@ -323,37 +324,33 @@ class Subscription:
         "topics",
     )
 
-    def __init__(self, broker: Broker, topics: Sequence[str], last_event_id: str | None) -> None:
-        names = sorted(set(topics))
-        if not names:
-            raise ValueError("subscribe to at least one topic")
+    def __init__(
+        self, broker: Broker, topics: str | Sequence[str], last_event_id: str | None
+    ) -> None:
         self.broker = broker
-        self.topics = names
+        self.topics = check_topics(topics, "selector")
         self.last_event_id = last_event_id
-        self._positions: dict[str, str] = {}
-        # Reset and history, before live events; in reverse order: the next one is the last.
-        self._pending: list[BrokerEvent] = []
+        self._position = ""  # the id of the last event handed out (or where it started)
+        self._pending: list[BrokerEvent] = []  # a reset event, before anything else
         self._buffer: deque[BrokerEvent] = deque()
         # What the stream waits on when its buffer is empty: a future on asyncio (an anyio
         # Event costs as much again per delivery as all the rest), an anyio Event on trio.
         self._waiter: asyncio.Future[None] | anyio.Event | None = None
-        self._skip: dict[str, tuple[int, int]] = {}
-        # Topics still being replayed after a resume: their history is read a page at a time.
-        self._replay: dict[str, _Replay] = {}
+        # Resumed from an id this process's reader has not reached: live events up to it
+        # were handed out already (by another process, before the client reconnected here).
+        self._skip: tuple[int, int] | None = None
+        self._replay: _Replay | None = None  # after a resume: the history, a page at a time
         self._started = False
+        self._attached = False
         self._counted = False
         self._closed = False
         self._dropped = False  # events were dropped (drop_oldest): a reset event is due
         self._on_dropped: Callable[[], None] | None = None  # disconnected as a slow consumer
-        self._attached: list[str] = []
-        self._checksum = f"{zlib.crc32(chr(10).join(names).encode()):08x}"
 
     @property
     def stream_id(self) -> str:
         """The id that resumes this stream where it stands now."""
-        if len(self.topics) == 1:
-            return self._positions[self.topics[0]]
-        return self._checksum + ":" + ",".join(self._positions[name] for name in self.topics)
+        return self._position
 
     def __aiter__(self) -> Subscription:
         return self
@@ -372,12 +369,12 @@ class Subscription:
         if not self._started:
             await self._start()
         while True:
-            if self._dropped and not self._replay:  # after the history: ids never go back
+            if self._dropped and self._replay is None:  # after the history: ids never go back
                 self._dropped = False
                 return self._reset("slow-consumer")
             if self._pending:
-                event = self._pending.pop()
-            elif self._replay:
+                return self._pending.pop()
+            if self._replay is not None:
                 replayed = await self._replayed()
                 if replayed is None:
                     continue
@@ -389,15 +386,11 @@ class Subscription:
             else:
                 await self._wait()
                 continue
-            topic = event.topic
-            if self._skip and topic in self._skip:
-                if parse_id(event.id) <= self._skip[topic]:  # type: ignore[operator]
-                    continue  # already seen in another process before reconnecting here
-                del self._skip[topic]
-            if topic in self._positions:  # not a reset event
-                self._positions[topic] = event.id
-                if len(self.topics) > 1:
-                    return event.with_id(self.stream_id)
+            if self._skip is not None:
+                if parse_id(event.id) <= self._skip:  # type: ignore[operator]
+                    continue
+                self._skip = None
+            self._position = event.id
             return event
 
     async def _wait(self) -> None:
@@ -421,48 +414,44 @@ class Subscription:
         if self._closed:
             return
         broker = self.broker
-        for name in self.topics:
-            try:
-                self._positions[name] = await broker._attach(name, self)
-            except Exception:
-                # Never a 500 for what the backend did: the stream ends cleanly, the client
-                # reconnects and resumes from its last id.
-                logger.exception("stream of %s could not start; ended", self.topics)
-                self._end()
-                return
-            self._attached.append(name)
-            if self._closed:  # closed while attaching: _end() did not see this topic yet
-                broker._detach(name, self)
-                return
+        try:
+            cursor = await broker._attach(self)
+        except Exception:
+            # Never a 500 for what the backend did: the stream ends cleanly, the client
+            # reconnects and resumes from its last id.
+            logger.exception("stream of %s could not start; ended", list(self.topics))
+            self._end()
+            return
+        if self._closed:  # closed while attaching: _end() did not detach it
+            broker._detach(self)
+            return
+        self._attached = True
         self._counted = True  # attached: it receives every event from here on
         broker.metrics.subscribers += 1
+        self._position = cursor
         if self.last_event_id is None:
             return
         broker.metrics.resumes += 1
-        cursors = dict(self._positions)
-        try:
-            wanted = self._parse(self.last_event_id)
-        except ResumeReset as reset:
-            self._reset_resume(reset.reason)
+        pair = parse_id(self.last_event_id)
+        if pair is None:
+            self._reset_resume("malformed")
             return
-        for name in self.topics:
-            after, upto = wanted[name], cursors[name]
-            if parse_id(after) > parse_id(upto):  # type: ignore[operator]
-                self._skip[name] = parse_id(after)  # type: ignore[assignment]
-            if after != upto:
-                self._replay[name] = _Replay(after, upto)
-        self._positions.update(wanted)
-        # The first page of each topic now: an id too old or unknown is answered at once.
-        for name, replay in list(self._replay.items()):
-            if not await self._fill(name, replay):
-                return
+        # As the backend writes them ("0001-2" is "1-2"): ids compare as strings there.
+        after = f"{pair[0]}-{pair[1]}"
+        if after == cursor:
+            return  # nothing missed
+        if pair > parse_id(cursor):  # type: ignore[operator]
+            self._skip = pair
+        self._replay = _Replay(after, cursor)
+        self._position = after
+        # The first page now: an id too old or unknown is answered at once.
+        await self._fill(self._replay)
 
-    async def _fill(self, name: str, replay: _Replay) -> bool:
-        """Read the topic's next page of history; False: the resume was reset instead."""
+    async def _fill(self, replay: _Replay) -> bool:
+        """Read the next page of history; False: the resume was reset instead."""
         broker = self.broker
-        size = max(1, broker.buffer // len(self.topics))  # at most `buffer` events held
         try:
-            page = await broker.backend.history(name, replay.after, replay.upto, size)
+            page = await broker.backend.history(replay.after, replay.upto, broker.buffer)
             if self._closed:
                 return False  # closed while reading: nothing more to hand out
         except ResumeReset as reset:
@@ -472,29 +461,32 @@ class Subscription:
             # The backend failed reading the history: a reset, and the stream goes on live,
             # rather than a broken stream the client re-enters for ever.
             logger.exception(
-                "stream of %s could not read the history after %r", self.topics, replay.after
+                "stream of %s could not read the history after %r", list(self.topics), replay.after
             )
             self._reset_resume("error")
             return False
-        replay.page.extend(page)
-        replay.last_page = len(page) < size
-        if not page:
-            self._replay.pop(name, None)
+        replay.done = len(page) < broker.buffer or page[-1].id == replay.upto
+        if page:
+            replay.after = page[-1].id
+        selectors = self.topics
+        replay.page.extend(
+            event for event in page
+            if any(matches(selector, event.topics) for selector in selectors)
+        )  # fmt: skip
+        if not replay.page and replay.done:
+            self._replay = None
         return True
 
     async def _replayed(self) -> BrokerEvent | None:
-        """The next missed event, oldest first across topics; None when none is left."""
-        for name, replay in list(self._replay.items()):
-            if not replay.page and not await self._fill(name, replay):
-                return None  # reset: the reset event is pending
-        if not self._replay:
-            return None
-        name = min(self._replay, key=lambda topic: self._replay[topic].head)
-        replay = self._replay[name]
+        """The next missed event, oldest first; None when none is left (or a reset is due)."""
+        replay = self._replay
+        assert replay is not None
+        while not replay.page:
+            if not await self._fill(replay) or self._replay is None:
+                return None
         event = replay.page.popleft()
-        replay.after = event.id
-        if not replay.page and (replay.last_page or event.id == replay.upto):
-            self._replay.pop(name, None)
+        if not replay.page and replay.done:
+            self._replay = None
         return event
 
     def _reset_resume(self, reason: str) -> None:
@@ -503,34 +495,19 @@ class Subscription:
             return
         self.broker.metrics.resets += 1
         logger.info(
-            "stream of %s cannot resume from %r: %s", self.topics, self.last_event_id, reason
-        )
-        for name, replay in self._replay.items():
-            self._positions[name] = replay.upto  # live events follow on from there
-        self._replay.clear()
+            "stream of %s cannot resume from %r: %s",
+            list(self.topics), self.last_event_id, reason,
+        )  # fmt: skip
+        if self._replay is not None:
+            self._position = self._replay.upto  # live events follow on from there
+            self._replay = None
+        self._skip = None
         self._pending.append(self._reset(reason))
-
-    def _parse(self, last_event_id: str) -> dict[str, str]:
-        if len(self.topics) == 1:
-            ids = [last_event_id]
-        else:
-            checksum, _, joined = last_event_id.partition(":")
-            if checksum != self._checksum:
-                raise ResumeReset("malformed")  # or an id of another set of topics
-            ids = joined.split(",")
-        pairs = [parse_id(id) for id in ids]
-        if len(ids) != len(self.topics) or None in pairs:
-            raise ResumeReset("malformed")
-        # As the backend writes them ("0001-2" is "1-2"): ids compare as strings there.
-        return {
-            name: f"{pair[0]}-{pair[1]}"  # type: ignore[index]
-            for name, pair in zip(self.topics, pairs, strict=True)
-        }
 
     def _reset(self, reason: str) -> BrokerEvent:
         data = json.dumps({"reason": reason, "topics": self.topics}, separators=(",", ":"))
         return BrokerEvent(
-            "", self.stream_id, data, event=self.broker.reset_event, sep=self.broker.sep
+            (), self.stream_id, data, event=self.broker.reset_event, sep=self.broker.sep
         )
 
     def _overflow(self, event: BrokerEvent) -> None:
@@ -538,7 +515,7 @@ class Subscription:
         broker = self.broker
         if broker.slow_consumer == "disconnect":
             broker.metrics.slow_consumer_disconnects += 1
-            logger.info("slow consumer of %s disconnected at %s", self.topics, self.stream_id)
+            logger.info("slow consumer of %s disconnected at %s", list(self.topics), self.stream_id)
             self._end()
             if self._on_dropped is not None:
                 self._on_dropped()
@@ -546,9 +523,9 @@ class Subscription:
         broker.metrics.slow_consumer_drops += 1
         broker.metrics.delivered += 1
         dropped = self._buffer.popleft()
-        if dropped.topic in self._positions and not self._replay:
+        if self._replay is None:
             # (While the history is replayed the position follows it; the reset comes after.)
-            self._positions[dropped.topic] = dropped.id
+            self._position = dropped.id
         self._dropped = True
         self._buffer.append(event)
 
@@ -558,10 +535,10 @@ class Subscription:
         self._closed = True
         self._buffer.clear()
         self._pending.clear()
-        self._replay.clear()
-        for name in self._attached:
-            self.broker._detach(name, self)
+        self._replay = None
+        if self._attached:
+            self._attached = False
+            self.broker._detach(self)
         if self._counted:
             self.broker.metrics.subscribers -= 1
-        self._attached = []
         self._wake()

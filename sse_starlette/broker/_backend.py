@@ -49,31 +49,35 @@ Deliver = Callable[[BrokerEvent], None]
 class Backend(Protocol):
     """Where events are stored and how they reach this process.
 
-    `deliver` is called once per event, in id order per topic, from the process's one reader
-    (memory: from `publish` itself).
+    A backend is one log: every event has one id, ordered across all topics, the same in
+    every process. `deliver` is called once per event, in id order, from the process's one
+    reader (memory: from `publish` itself).
     """
 
     async def start(self, deliver: Deliver) -> None:
-        """Connect; from now on `deliver` receives the events of watched topics."""
+        """Connect; from now on `deliver` receives the events after the watched cursor."""
 
     async def run(self) -> None:
         """The process's one reader, run in the broker's task group until cancelled."""
 
     async def stop(self) -> None: ...
 
-    async def publish(self, topic: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
-        """Store the event and return its id; raise if it was not stored.
+    async def publish(
+        self, topics: tuple[str, ...], fields: dict[str, Any], idempotency_key: str | None
+    ) -> str:
+        """Store the event under all of `topics` at once and return its id; raise if it was
+        not stored.
 
         An event published again under an `idempotency_key` the backend still remembers is
         not stored again: the id it got the first time is returned.
         """
         ...
 
-    async def position(self, topic: str) -> str:
-        """The id of the topic's last event (or its starting position when it has none)."""
+    async def position(self) -> str:
+        """The id of the log's last event (or its starting position when it has none)."""
         ...
 
-    async def history(self, topic: str, after: str, upto: str, limit: int) -> list[BrokerEvent]:
+    async def history(self, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         """The first `limit` stored events with `after` < id <= `upto`, in order: one page.
 
         A resume reads page after page, `after` the last id of the page before, so that a
@@ -83,11 +87,11 @@ class Backend(Protocol):
         """
         ...
 
-    def watch(self, topic: str, cursor: str) -> None:
-        """Start delivering the topic's events after `cursor` to this process."""
+    def watch(self, cursor: str) -> None:
+        """Start delivering the events after `cursor` to this process."""
 
-    def unwatch(self, topic: str) -> None:
-        """No subscriber in this process reads the topic any more."""
+    def unwatch(self) -> None:
+        """No subscriber in this process reads events any more."""
 
     async def health(self) -> str | None:
         """None when the backend can store and deliver events now; else what is wrong."""

@@ -10,18 +10,18 @@ __all__ = ["BrokerEvent", "event_fields"]
 
 
 class BrokerEvent(ServerSentEvent):
-    """An event as the broker stores and delivers it: its topic, its id, its wire bytes.
+    """An event as the broker stores and delivers it: its topics, its id, its wire bytes.
 
-    Encoded once when it enters the process; every subscriber is handed the same object and
-    the same bytes. Treat it as read-only.
+    Encoded once in a process, when first sent; every subscriber is handed the same object
+    and the same bytes. Treat it as read-only.
     """
 
-    __slots__ = ("_body", "_wire", "topic")
+    __slots__ = ("_wire", "topics")
     id: str  # always set: the broker assigned it
 
     def __init__(
         self,
-        topic: str,
+        topics: tuple[str, ...],
         id: str,
         data: str | None = None,
         *,
@@ -31,21 +31,22 @@ class BrokerEvent(ServerSentEvent):
         sep: str = "\r\n",
     ) -> None:
         super().__init__(data, event=event, id=id, retry=retry, comment=comment, sep=sep)
-        self.topic = topic
-        self._body = encode_event(data, event, None, retry, comment, sep)
-        self._wire = f"id: {id}{sep}".encode() + self._body
+        self.topics = topics
+        # Lazily: a process reads every event of the log, and most go to no one here.
+        self._wire: bytes | None = None
+
+    @property
+    def topic(self) -> str:
+        """The first of `topics` (the only one, unless it was published to several)."""
+        return self.topics[0] if self.topics else ""
 
     def encode(self) -> bytes:
-        return self._wire
-
-    def with_id(self, id: str) -> BrokerEvent:
-        """The same event under another id (a stream of several topics has ids of its own)."""
-        copy = object.__new__(BrokerEvent)
-        for name in ("data", "event", "retry", "comment", "_sep", "topic", "_body"):
-            setattr(copy, name, getattr(self, name))
-        copy.id = id
-        copy._wire = f"id: {id}{self._sep}".encode() + self._body
-        return copy
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = encode_event(
+                self.data, self.event, self.id, self.retry, self.comment, self._sep
+            )
+        return wire
 
 
 def event_fields(item: Any, sep: str) -> dict[str, Any]:

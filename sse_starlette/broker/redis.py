@@ -1,19 +1,26 @@
-"""The Redis Streams backend (`redis://...`): one stream per topic, shared by every process.
+"""The Redis Streams backend (`redis://...`, `redis+cluster://...`): one stream, the log,
+shared by every process.
 
-Ids are the stream ids, identical in every process. Each entry also stores the id of the
-entry before it (`prev`), written atomically with it by a script: a subscriber resuming
-from id X gets the entries after X only if the first of them says X came right before it;
-otherwise events were trimmed in between and it gets a reset instead of a silent gap.
+Ids are the stream ids, identical in every process. Each entry stores its topics, and the id
+of the entry before it (`prev`), written atomically with it by a script: a subscriber
+resuming from id X gets the entries after X only if the first of them says X came right
+before it; otherwise events were trimmed in between and it gets a reset instead of a gap.
+
+Every key of a broker shares one hash tag, `{<prefix>}`: on a Redis Cluster the publish
+script's keys are in one slot, and the log is one key, read by one blocking XREAD.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import json
 import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -29,10 +36,19 @@ from sse_starlette.broker._ids import parse_id
 
 try:
     import redis.asyncio as aioredis
+    from redis.asyncio.cluster import RedisCluster
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
+    from redis.exceptions import (
+        AskError,
+        ClusterDownError,
+        MovedError,
+        NoScriptError,
+        ResponseError,
+        SlotNotCoveredError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -42,13 +58,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 logger = logging.getLogger("sse_starlette.broker")
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# A cluster refused the command before running it: its slots moved, or are not served now.
+_REDIRECTED = (AskError, ClusterDownError, MovedError, SlotNotCoveredError, TryAgainError)
 _PAGES_KEPT = 16  # full pages of history kept for the next resuming subscriber
 # How long a publish's own key is kept when the caller gave none: long enough for its retry
 # on a fresh connection, inside the same publish() call, and short, since every publish
 # leaves one (at 10,000 publishes/s, 50,000 keys of about 100 bytes).
 _OWN_KEY_MS = 5_000
 
-# KEYS[1]: the topic's stream; KEYS[2]: the publish's idempotency key. ARGV: max length, max
+# KEYS[1]: the log; KEYS[2]: the publish's idempotency key. ARGV: max length, max
 # age in ms (0: none), the idempotency key's lifetime in ms, then field/value pairs.
 # An event published again under a key Redis still holds is not added: the first id returns.
 _PUBLISH = """
@@ -70,37 +88,48 @@ return id
 
 
 class RedisBackend:
+    """Events kept in Redis (standalone, or a Redis Cluster with a `+cluster` URL scheme)."""
+
     def __init__(
         self,
         url: str,
         *,
-        history: int,
-        max_age: float | None,
-        sep: str,
-        prefix: str,
+        history: int = 1000,
+        max_age: float | None = None,
+        sep: str = "\r\n",
+        prefix: str = "sse:",
         idempotency_ttl: float = 3600.0,
         block_ms: int = 10_000,
         **options: Any,
     ) -> None:
         self.url = url
-        self.idempotency_ttl_ms = max(1, int(idempotency_ttl * 1000))
         self.history_length = history
-        self.max_age_ms = 0 if max_age is None else max(1, int(max_age * 1000))
+        self.max_age = max_age
         self.sep = sep
         self.prefix = prefix
+        self.idempotency_ttl = idempotency_ttl
         self.block_ms = block_ms
-        # A pooled connection is dead after Redis restarts: try the command again on a new
-        # one rather than fail the first publish after every restart.
-        options.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
-        options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
-        self.redis = aioredis.from_url(url, decode_responses=True, **options)
-        self.script = self.redis.register_script(_PUBLISH)
+        # The hash tag keeps every key of the broker in one cluster slot (see the docstring).
+        self.log = "{" + prefix + "}log"
+        self.cluster = url.startswith(("redis+cluster://", "rediss+cluster://"))
+        self.redis: Any
+        if self.cluster:
+            # redis-py's cluster client follows MOVED/ASK and re-reads the topology itself.
+            url = url.replace("+cluster://", "://", 1)
+            self.redis = RedisCluster.from_url(url, decode_responses=True, **options)
+        else:
+            # A pooled connection is dead after Redis restarts: try the command again on a
+            # new one rather than fail the first publish after every restart.
+            options.setdefault("retry", Retry(ExponentialBackoff(cap=0.5, base=0.05), 3))
+            options.setdefault("retry_on_error", [RedisConnectionError, RedisTimeoutError])
+            self.redis = aioredis.from_url(url, decode_responses=True, **options)
+        self.script_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
         self.deliver: Deliver | None = None
-        self.cursors: dict[str, str] = {}  # watched topic -> id of the last entry read
+        self.cursor: str | None = None  # id of the last entry read; None: not watching
         self.changed = anyio.Event()
         self.read_scope: anyio.CancelScope | None = None
         # Pages of history being read or recently read, shared by resuming subscribers.
-        self.pages: OrderedDict[tuple[str, str, int], asyncio.Future[Any]] = OrderedDict()
+        self.pages: OrderedDict[tuple[str, int], asyncio.Future[Any]] = OrderedDict()
 
     async def start(self, deliver: Deliver) -> None:
         try:
@@ -113,52 +142,93 @@ class RedisBackend:
         self.deliver = None
         await self.redis.aclose()
 
-    async def publish(self, topic: str, fields: dict[str, Any], idempotency_key: str | None) -> str:
+    async def publish(
+        self, topics: tuple[str, ...], fields: dict[str, Any], idempotency_key: str | None
+    ) -> str:
         # Always under a key: the one try again, on a fresh connection, that a reply lost to
         # a dropped connection calls for is then safe (redis-py's own retry would not be).
-        ttl = self.idempotency_ttl_ms
+        ttl = max(1, int(self.idempotency_ttl * 1000))
         if idempotency_key is None:
             idempotency_key, ttl = uuid.uuid4().hex, _OWN_KEY_MS
-        # Hashed: no topic and key can make another pair's name, whatever they contain.
-        pair = hashlib.sha256(f"{len(topic)}:{topic}:{idempotency_key}".encode()).hexdigest()
-        keys = [self.prefix + topic, f"{self.prefix}idempotency:{pair}"]
-        args: list[Any] = [self.history_length, self.max_age_ms, ttl]
+        # Hashed: no topics and key can make another pair's name, whatever they contain.
+        named = json.dumps([topics, idempotency_key])
+        key = "{" + self.prefix + "}idempotency:" + hashlib.sha256(named.encode()).hexdigest()
+        max_age_ms = 0 if self.max_age is None else max(1, int(self.max_age * 1000))
+        args: list[Any] = [self.history_length, max_age_ms, ttl]
+        if len(topics) == 1:
+            args += ["topic", topics[0]]
+        else:
+            args += ["topics", json.dumps(topics, ensure_ascii=False)]
         for name, value in fields.items():
             args += [name, value]
+        what = f"event for {_named(topics)}"
         sent: Exception | None = None  # an attempt that may have reached Redis
-        for _ in range(2):
+        refused: Exception | None = None
+        for _ in range(3):  # a reply lost is tried once more; a cluster's redirect, twice
             try:
-                connection = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
-            except _UNAVAILABLE as exc:
-                if sent is not None:
-                    raise _unknown(topic, sent) from sent
-                raise BrokerUnavailableError(
-                    f"event for topic {topic!r} was not stored: Redis is unavailable ({exc})"
-                ) from exc
-            started = time.monotonic()
-            try:
-                return str(await self._evaluate(connection, keys, args))
+                async with self._connection() as connection:
+                    started = time.monotonic()
+                    try:
+                        return str(await self._evaluate(connection, [self.log, key], args))
+                    except _UNAVAILABLE as exc:
+                        await connection.disconnect()
+                        # The key must outlive the first try for the second to be safe.
+                        if sent is not None or time.monotonic() - started > ttl / 2000:
+                            raise _unknown(what, exc) from exc
+                        sent = exc
+            except BrokerUnavailableError:
+                raise
+            except _REDIRECTED as exc:
+                # The cluster ran nothing: read where the slot lives now, and try there.
+                refused = exc
+                await self._refresh_topology()
             except ResponseError as exc:
                 # Redis refused to run it (OOM, READONLY after a failover, MISCONF, NOPERM,
                 # LOADING...): the script fails before it adds anything.
                 raise BrokerUnavailableError(
-                    f"event for topic {topic!r} was not stored: Redis refused it ({exc})"
+                    f"{what} was not stored: Redis refused it ({exc})"
                 ) from exc
-            except _UNAVAILABLE as exc:
-                sent = exc
-                await connection.disconnect()
-                # The key must outlive the first try for the second to be safe.
-                if time.monotonic() - started > ttl / 2000:
-                    raise _unknown(topic, exc) from exc
+            except _UNAVAILABLE as exc:  # no connection: nothing was sent this time
+                if sent is not None:
+                    raise _unknown(what, sent) from sent
+                raise BrokerUnavailableError(
+                    f"{what} was not stored: Redis is unavailable ({exc})"
+                ) from exc
+        if sent is not None:
+            raise _unknown(what, sent) from sent
+        raise BrokerUnavailableError(
+            f"{what} was not stored: the Redis Cluster refused it ({refused})"
+        )
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A connection of our own to the Redis that holds the log, connected: what is sent
+        on it, and whether it was, is known exactly."""
+        if not self.cluster:
+            connection = await self.redis.connection_pool.get_connection()
+            try:
+                yield connection
             finally:
                 await self.redis.connection_pool.release(connection)
-        assert sent is not None
-        raise _unknown(topic, sent) from sent
+            return
+        await self.redis.initialize()
+        node = self.redis.get_node_from_key(self.log)
+        connection = node.acquire_connection()
+        try:
+            await connection.connect()
+            yield connection
+        finally:
+            node.release(connection)
+
+    async def _refresh_topology(self) -> None:
+        if self.cluster:
+            with contextlib.suppress(Exception):  # the next try says what is wrong, if any
+                await self.redis.nodes_manager.initialize()
 
     async def _evaluate(self, connection: Any, keys: list[str], args: list[Any]) -> Any:
         """The publish script on `connection`, loading it first where Redis lacks it."""
         for _ in range(2):
-            await connection.send_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            await connection.send_command("EVALSHA", self.script_sha, len(keys), *keys, *args)
             try:
                 return await connection.read_response()
             except NoScriptError:  # a new or restarted Redis: nothing ran
@@ -166,26 +236,26 @@ class RedisBackend:
                 await connection.read_response()
         raise RuntimeError("Redis did not keep the publish script")  # pragma: no cover
 
-    async def position(self, topic: str) -> str:
-        last = await self._retrying(self.redis.xrevrange, self.prefix + topic, "+", "-", count=1)
+    async def position(self) -> str:
+        last = await self._retrying(self.redis.xrevrange, self.log, "+", "-", count=1)
         return str(last[0][0]) if last else "0-0"
 
-    async def history(self, topic: str, after: str, upto: str, limit: int) -> list[BrokerEvent]:
+    async def history(self, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         position, end = parse_id(after), parse_id(upto)
         if position is None:
             raise ResumeReset("malformed")
         assert end is not None
         if position > end:
             # Seen in another process whose reader is ahead of ours: valid if Redis has it.
-            last = parse_id(await self.position(topic))
+            last = parse_id(await self.position())
             if last is None or position > last:
                 raise ResumeReset("unknown")
             return []
-        page = await self._page(topic, after, limit)
+        page = await self._page(after, limit)
         if len(page) < limit and (not page or parse_id(page[-1][1].id) < end):  # type: ignore[operator]
             # A short page ending before `upto` was read (by another subscriber) before
             # events this one has been promised were stored: read it afresh.
-            page = await self._page(topic, after, limit, shared=False)
+            page = await self._page(after, limit, shared=False)
         # The first entry after `after` must say `after` came right before it: else entries
         # were trimmed in between (one COUNT-bounded read tells, not the whole range).
         if not page or page[0][0] != after:
@@ -193,12 +263,12 @@ class RedisBackend:
         return [event for _, event in page if parse_id(event.id) <= end]  # type: ignore[operator]
 
     async def _page(
-        self, topic: str, after: str, limit: int, *, shared: bool = True
+        self, after: str, limit: int, *, shared: bool = True
     ) -> list[tuple[str, BrokerEvent]]:
         """Up to `limit` entries after `after`, as (prev, event): shared by every subscriber
         that asks for the same page at the same time or soon after (a resume storm asks for
         the same pages a thousand times), so their encoded bytes are held once."""
-        key = (topic, after, limit)
+        key = (after, limit)
         cached = self.pages.get(key) if shared else None
         if cached is not None:
             self.pages.move_to_end(key)
@@ -214,11 +284,9 @@ class RedisBackend:
             self.pages[key] = future
         try:
             entries = await self._retrying(
-                self.redis.xrange, self.prefix + topic, "(" + after, "+", count=limit
+                self.redis.xrange, self.log, "(" + after, "+", count=limit
             )
-            page = [
-                (fields.get("prev", ""), self._event(topic, id, fields)) for id, fields in entries
-            ]
+            page = [(fields.get("prev", ""), self._event(id, fields)) for id, fields in entries]
         except BaseException as exc:
             if self.pages.get(key) is future:
                 del self.pages[key]
@@ -237,43 +305,45 @@ class RedisBackend:
             self.pages.popitem(last=False)
         return page
 
-    def watch(self, topic: str, cursor: str) -> None:
-        self.cursors[topic] = cursor
-        self._wake()
+    def watch(self, cursor: str) -> None:
+        self.cursor = cursor
+        self.changed.set()
 
-    def unwatch(self, topic: str) -> None:
-        self.cursors.pop(topic, None)
+    def unwatch(self) -> None:
+        self.cursor = None
+        if self.read_scope is not None:
+            self.read_scope.cancel()  # nobody here reads: stop reading the log
 
     async def health(self) -> str | None:
         try:
             with anyio.fail_after(2):
-                await self.redis.ping()
+                await self.redis.exists(self.log)  # on a cluster: the node holding the log
         except Exception as exc:
             return f"Redis: {exc or type(exc).__name__}"
         return None
 
-    def _wake(self) -> None:
-        # The blocking XREAD lists the topics it reads: restart it to read the new one too.
-        self.changed.set()
-        if self.read_scope is not None:
-            self.read_scope.cancel()
-
     async def run(self) -> None:
         delay = 0.05
         while True:
-            if not self.cursors:
+            cursor = self.cursor
+            if cursor is None:
                 self.changed = anyio.Event()
                 await self.changed.wait()
                 continue
-            streams: Any = {self.prefix + topic: cursor for topic, cursor in self.cursors.items()}
-            reply: Any = None  # stays None when a new topic restarted the read
+            reply: Any = None  # stays None when the read was stopped by unwatch()
             try:
                 with anyio.CancelScope() as self.read_scope:
-                    reply = await self.redis.xread(streams, count=1000, block=self.block_ms)
+                    reply = await self.redis.xread(
+                        {self.log: cursor}, count=1000, block=self.block_ms
+                    )
             except Exception as exc:
                 # The reader must outlive any outage: subscribers keep their connections and
                 # get every event Redis kept once it answers again.
-                log = logger.warning if isinstance(exc, _UNAVAILABLE) else logger.exception
+                log = (
+                    logger.warning
+                    if isinstance(exc, _UNAVAILABLE + _REDIRECTED)
+                    else logger.exception
+                )
                 log("reading from Redis failed, again in %.2fs: %s", delay, exc)
                 await anyio.sleep(delay)  # a back-off, not a synchronisation
                 delay = min(delay * 2, 2.0)
@@ -281,22 +351,23 @@ class RedisBackend:
             finally:
                 self.read_scope = None
             delay = 0.05
-            for key, entries in reply or ():
-                topic = key[len(self.prefix) :]
+            for _, entries in reply or ():
                 for id, fields in entries:
-                    if topic not in self.cursors:
+                    if self.cursor is None:
                         break  # unwatched while we read
-                    self.cursors[topic] = id
+                    self.cursor = id
                     if self.deliver is not None:
-                        self.deliver(self._event(topic, id, fields))
+                        self.deliver(self._event(id, fields))
                         # A reply holds up to 1,000 events: let subscribers send each one
                         # before the next, or a burst would overflow every buffer.
                         await anyio.lowlevel.checkpoint()
 
-    def _event(self, topic: str, id: str, fields: dict[str, str]) -> BrokerEvent:
+    def _event(self, id: str, fields: dict[str, str]) -> BrokerEvent:
+        topic = fields.get("topic")
+        topics = (topic,) if topic is not None else tuple(json.loads(fields.get("topics", "[]")))
         retry = fields.get("retry")
         return BrokerEvent(
-            topic,
+            topics,
             id,
             fields.get("data"),
             event=fields.get("event"),
@@ -311,14 +382,18 @@ class RedisBackend:
         while True:
             try:
                 return await call(*args, **kwargs)
-            except _UNAVAILABLE as exc:
+            except _UNAVAILABLE + _REDIRECTED as exc:
                 logger.warning("Redis unavailable, retrying in %.2fs: %s", delay, exc)
                 await anyio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
 
-def _unknown(topic: str, cause: Exception) -> PublishOutcomeUnknownError:
+def _named(topics: tuple[str, ...]) -> str:
+    return f"topic {topics[0]!r}" if len(topics) == 1 else f"topics {list(topics)!r}"
+
+
+def _unknown(what: str, cause: Exception) -> PublishOutcomeUnknownError:
     return PublishOutcomeUnknownError(
-        f"event for topic {topic!r} may have been stored: Redis went away before it answered "
+        f"{what} may have been stored: Redis went away before it answered "
         f"({cause}); publish it again with the same idempotency_key to store it once"
     )

@@ -15,7 +15,7 @@ from sse_starlette.broker import Broker
 
 broker = Broker(
     os.environ.get("SSE_TEST_BROKER_URL", "memory://"),
-    redis_prefix=os.environ.get("SSE_TEST_REDIS_PREFIX", "sse:"),
+    prefix=os.environ.get("SSE_TEST_REDIS_PREFIX", "sse:"),
     buffer=int(os.environ.get("SSE_TEST_BUFFER", "256")),
 )
 

@@ -1,0 +1,102 @@
+"""Which subscribers an event goes to: topic names, and selectors that name or match them.
+
+A selector is a topic name, or a prefix followed by `*` (`chat.*`; `*` alone: every topic).
+A `*` elsewhere in a name is an ordinary character.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["Routes", "check_topics", "matches"]
+
+S = TypeVar("S")
+
+
+def check_topics(topics: str | Sequence[str], what: str) -> tuple[str, ...]:
+    """`topics` as a tuple of distinct names, in the order given; ValueError/TypeError for
+    what cannot be stored and matched exactly (`what`: "topic" or "selector")."""
+    names = [topics] if isinstance(topics, str) else list(topics)
+    if not names:
+        raise ValueError(f"name at least one {what}")
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"a {what} must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError(f"a {what} must not be empty")
+        try:
+            name.encode()
+        except UnicodeEncodeError:
+            raise ValueError(f"a {what} must be valid Unicode (no lone surrogates)") from None
+        if what == "topic" and name.endswith("*"):
+            raise ValueError(
+                f"topic {name!r} ends in '*', which subscribers read as a pattern: "
+                "publish to topic names, subscribe with patterns"
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def matches(selector: str, topics: Iterable[str]) -> bool:
+    """Whether `selector` names or matches one of `topics`."""
+    if selector.endswith("*"):
+        prefix = selector[:-1]
+        return any(topic.startswith(prefix) for topic in topics)
+    return selector in topics
+
+
+class Routes(Generic[S]):
+    """The subscribers of one process, by the selectors they subscribed with.
+
+    Matching an event costs one dict lookup per topic of the event, plus one per distinct
+    prefix length in use: not one per subscriber or per pattern.
+    """
+
+    __slots__ = ("_lengths", "exact", "prefixes")
+
+    def __init__(self) -> None:
+        self.exact: dict[str, set[S]] = {}
+        self.prefixes: dict[str, set[S]] = {}  # "chat." for `chat.*`; "" for `*`
+        self._lengths: list[int] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.exact or self.prefixes)
+
+    def add(self, subscriber: S, selectors: Iterable[str]) -> None:
+        for selector in selectors:
+            table, key = self._place(selector)
+            table.setdefault(key, set()).add(subscriber)
+        self._lengths = sorted({len(prefix) for prefix in self.prefixes})
+
+    def remove(self, subscriber: S, selectors: Iterable[str]) -> None:
+        for selector in selectors:
+            table, key = self._place(selector)
+            subscribers = table.get(key)
+            if subscribers is not None:
+                subscribers.discard(subscriber)
+                if not subscribers:
+                    del table[key]
+        self._lengths = sorted({len(prefix) for prefix in self.prefixes})
+
+    def match(self, topics: Sequence[str]) -> Iterable[S]:
+        """Every subscriber an event of `topics` goes to, each once."""
+        exact, prefixes = self.exact, self.prefixes
+        if len(topics) == 1 and not prefixes:  # the common case: no set to build
+            return exact.get(topics[0], ())
+        found: set[S] = set()
+        for topic in topics:
+            subscribers = exact.get(topic)
+            if subscribers:
+                found.update(subscribers)
+            for length in self._lengths:
+                if length > len(topic):
+                    break
+                subscribers = prefixes.get(topic[:length])
+                if subscribers:
+                    found.update(subscribers)
+        return found
+
+    def _place(self, selector: str) -> tuple[dict[str, set[S]], str]:
+        if selector.endswith("*"):
+            return self.prefixes, selector[:-1]
+        return self.exact, selector
