@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sse_starlette.sse import AppStatus
+from tests.redis_cluster import RedisCluster
 from tests.redis_server import RedisServer
 from tests.servers import Server, start_server
 
@@ -31,6 +32,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster of the test's own (each node persisting under tmp_path), killed
+    at its end."""
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
