@@ -146,6 +146,27 @@ def test_readme_parser_figure_is_the_committed_runs(text: str, case: str, impl: 
     assert float(found.group(1).rstrip(".")) == measured, (text, measured)
 
 
+# docs/broker.md quotes bench/results/broker_log.json (why one log, and what it costs).
+BROKER_LOG = json.loads((ROOT / "bench" / "results" / "broker_log.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("text", "figure"),
+    [
+        ("matches costs the process {} µs of CPU", "elsewhere_cpu_us_per_event"),
+        ("and read by it, {} µs.", "delivered_cpu_us_per_event"),
+    ],
+)
+def test_broker_doc_log_figures_are_the_committed_runs(text: str, figure: str) -> None:
+    doc = (ROOT / "docs" / "broker.md").read_text()
+    words = (re.escape(word).replace(re.escape("{}"), NUMBER) for word in text.split())
+    found = re.search(r"\s+".join(words), doc)
+    assert found, f"docs/broker.md no longer says {text!r}"
+    quoted = found.group(1).rstrip(".")
+    measured = round(BROKER_LOG[figure], len(quoted.partition(".")[2]))
+    assert measured == float(quoted), (text, BROKER_LOG[figure])
+
+
 def test_readme_bench_claims_without_a_number_hold() -> None:
     throughput = BENCH["scenarios"]["throughput"]["figures"]
     churn = BENCH["scenarios"]["churn"]["figures"]["ours"]

@@ -203,7 +203,7 @@ class Broker:
         await anyio.lowlevel.checkpoint()
         return id
 
-    def _deliver(self, event: BrokerEvent) -> None:
+    def _deliver(self, event: BrokerEvent) -> bool:
         self._cursor = event.id
         limit, delivered, overflowing = self.buffer, 0, None
         for subscription in self._routes.match(event.topics):
@@ -220,6 +220,7 @@ class Broker:
         self.metrics.delivered += delivered
         for subscription in overflowing or ():  # after the loop: it leaves the routes
             subscription._overflow(event)
+        return delivered > 0 or overflowing is not None
 
     # --- subscribing -------------------------------------------------------------------------
 

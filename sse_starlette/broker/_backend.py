@@ -43,7 +43,8 @@ class ResumeReset(Exception):
         self.reason = reason
 
 
-Deliver = Callable[[BrokerEvent], None]
+# Hands an event to this process's subscribers; True if any of them takes it.
+Deliver = Callable[[BrokerEvent], bool]
 
 
 class Backend(Protocol):

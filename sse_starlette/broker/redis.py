@@ -356,10 +356,9 @@ class RedisBackend:
                     if self.cursor is None:
                         break  # unwatched while we read
                     self.cursor = id
-                    if self.deliver is not None:
-                        self.deliver(self._event(id, fields))
-                        # A reply holds up to 1,000 events: let subscribers send each one
-                        # before the next, or a burst would overflow every buffer.
+                    # A reply holds up to 1,000 events: let subscribers send each one
+                    # before the next, or a burst would overflow every buffer.
+                    if self.deliver is not None and self.deliver(self._event(id, fields)):
                         await anyio.lowlevel.checkpoint()
 
     def _event(self, id: str, fields: dict[str, str]) -> BrokerEvent:
