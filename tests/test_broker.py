@@ -419,6 +419,28 @@ async def test_subscribers_resuming_from_the_same_id_share_the_pages(
     assert all(a is b for events in got[1:] for a, b in zip(got[0], events, strict=True))
 
 
+@asyncio_only
+async def test_a_later_resume_from_the_same_id_reads_no_page_again(
+    redis_server: RedisServer,
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with Broker(redis_server.url, prefix=prefix, buffer=8) as broker:
+        ids = await publish_all(broker, "t", [f"e{i}" for i in range(20)])  # 8 + 8 + 3
+        read: list[int] = []
+        xrange = broker.backend.redis.xrange  # type: ignore[attr-defined]
+
+        async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
+            entries = await xrange(*args, **kwargs)
+            read.append(len(entries))
+            return entries
+
+        broker.backend.redis.xrange = counting_xrange  # type: ignore[attr-defined]
+        for _ in range(3):  # one after the other, as a storm's stragglers come
+            async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
+                assert [e.id for e in await take(subscription, 19)] == ids[1:]
+    assert read == [8, 8, 3]  # the short last page too is read once for all
+
+
 async def test_an_id_older_than_the_history_gets_one_reset_then_live_events(
     make_broker: Any,
 ) -> None:
@@ -940,7 +962,7 @@ async def test_a_stale_short_page_of_another_subscriber_is_read_again(
         backend: Any = broker.backend
         # Another subscriber's read of this page, made before e2 was stored.
         stale = asyncio.get_running_loop().create_future()
-        stale.set_result([(prev, e) for prev, e in await backend._page(ids[0], 8)][:1])
+        stale.set_result((await backend._page(ids[0], 8))[1][:1])
         backend.pages[(ids[0], 8)] = stale
         page = await backend.history(ids[0], ids[2], 8)
     assert [e.data for e in page] == ["e1", "e2"]

@@ -251,11 +251,11 @@ class RedisBackend:
             if last is None or position > last:
                 raise ResumeReset("unknown")
             return []
-        page = await self._page(after, limit)
-        if len(page) < limit and (not page or parse_id(page[-1][1].id) < end):  # type: ignore[operator]
-            # A short page ending before `upto` was read (by another subscriber) before
-            # events this one has been promised were stored: read it afresh.
-            page = await self._page(after, limit, shared=False)
+        future, page = await self._page(after, limit)
+        while len(page) < limit and (not page or parse_id(page[-1][1].id) < end):  # type: ignore[operator]
+            # A short page ending before `upto` was read (for another subscriber) before
+            # events this one has been promised were stored: read it again, for all.
+            future, page = await self._page(after, limit, stale=future)
         # The first entry after `after` must say `after` came right before it: else entries
         # were trimmed in between (one COUNT-bounded read tells, not the whole range).
         if not page or page[0][0] != after:
@@ -263,25 +263,27 @@ class RedisBackend:
         return [event for _, event in page if parse_id(event.id) <= end]  # type: ignore[operator]
 
     async def _page(
-        self, after: str, limit: int, *, shared: bool = True
-    ) -> list[tuple[str, BrokerEvent]]:
-        """Up to `limit` entries after `after`, as (prev, event): shared by every subscriber
-        that asks for the same page at the same time or soon after (a resume storm asks for
-        the same pages a thousand times), so their encoded bytes are held once."""
+        self, after: str, limit: int, *, stale: asyncio.Future[Any] | None = None
+    ) -> tuple[asyncio.Future[Any], list[tuple[str, BrokerEvent]]]:
+        """Up to `limit` entries after `after`, as (prev, event), and the read they came from:
+        shared by every subscriber that asks for the same page at the same time or soon
+        after (a resume storm asks for the same pages a thousand times), so that it is read
+        once and its encoded bytes are held once. A read its caller found `stale` (short,
+        and older than what it needs) is done again, and the new one shared instead."""
         key = (after, limit)
-        cached = self.pages.get(key) if shared else None
-        if cached is not None:
+        cached = self.pages.get(key)
+        if cached is not None and cached is not stale:
             self.pages.move_to_end(key)
             # asyncio.wait, not await: our own cancellation propagates and never cancels the
             # read others wait for; theirs (the reader cancelled) is not taken for ours.
             await asyncio.wait({cached})
             if not cached.cancelled():
-                return cached.result()  # type: ignore[no-any-return]
+                return cached, cached.result()
             # The subscriber reading it was cancelled: read it ourselves.
         future: asyncio.Future[list[tuple[str, BrokerEvent]]]
         future = asyncio.get_running_loop().create_future()
-        if shared:
-            self.pages[key] = future
+        self.pages[key] = future
+        self.pages.move_to_end(key)
         try:
             entries = await self._retrying(
                 self.redis.xrange, self.log, "(" + after, "+", count=limit
@@ -297,13 +299,11 @@ class RedisBackend:
                 future.cancel()
             raise
         future.set_result(page)
-        # Only a full page never changes (entries are immutable; a short one may grow): keep
-        # it for the next subscriber, a bounded number of them.
-        if len(page) < limit and self.pages.get(key) is future:
-            del self.pages[key]
+        # Kept for the next subscribers, a bounded number of pages: a full page never
+        # changes (entries are immutable); a short one may grow, which its reader checks.
         while len(self.pages) > _PAGES_KEPT:
             self.pages.popitem(last=False)
-        return page
+        return future, page
 
     def watch(self, cursor: str) -> None:
         self.cursor = cursor
