@@ -29,8 +29,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sse_starlette.broker import Broker  # noqa: E402
-from tests.redis_server import RedisServer, redis_binary  # noqa: E402
+from sse_starlette.broker import Broker
+from tests.redis_server import RedisServer, redis_binary
 
 OUT = Path(__file__).resolve().parent / "results" / "broker_log.json"
 DATA = "x" * 200

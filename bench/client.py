@@ -15,6 +15,7 @@ import selectors
 import socket
 import struct
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -35,20 +36,24 @@ def raise_fd_limit() -> int:
     return hard
 
 
-def request(path: str) -> bytes:
-    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n".encode()
+def request(path: str, last_event_id: str | None = None) -> bytes:
+    resume = "" if last_event_id is None else f"Last-Event-ID: {last_event_id}\r\n"
+    return (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    ).encode()
 
 
 STREAM = request("/stream")  # an endless stream: its first event, then every broadcast
 
 
-@dataclass
+@dataclass(eq=False)  # compared (and hashed) as itself: `connect` keeps a set of them
 class _Stream:
     sock: socket.socket
+    opened: int  # monotonic ns at which its request was sent
+    awaited: int  # the count `connect`, then `collect`, waits for
     seen: int = 0  # events counted so far
     tail: bytes = b""
     end: str = ""  # "", or how it ended: "clean", "eof", "reset"
-    awaited: int = 0  # the count `collect` waits for
     arrived: int = 0  # monotonic ns at which `seen` reached `awaited`
 
 
@@ -59,12 +64,12 @@ class _Worker:
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     streams: list[_Stream] = field(default_factory=list)
 
-    def _connect(self, port: int) -> _Stream:
-        # A blocking connect returns as soon as the kernel queued it (at most WINDOW pending).
+    def _connect(self, port: int, head: bytes, awaited: int) -> _Stream:
+        # A blocking connect returns as soon as the kernel queued it (at most `window` pending).
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(STREAM)
+        sock.sendall(head)
         sock.setblocking(False)
-        stream = _Stream(sock)
+        stream = _Stream(sock, time.monotonic_ns(), awaited)
         self.selector.register(sock, selectors.EVENT_READ, stream)
         return stream
 
@@ -92,36 +97,56 @@ class _Worker:
             self._read(stream)
         return now, streams
 
-    def connect(self, port: int, count: int, timeout: float, keep: bool) -> dict[str, Any]:
-        """Open `count` endless streams, up to WINDOW at once, until each has had its first
-        event; then keep it open (a fleet) or reset it (churn)."""
+    def connect(
+        self,
+        port: int,
+        count: int,
+        timeout: float,
+        keep: bool,
+        head: bytes = STREAM,
+        awaited: int = 1,
+        window: int = WINDOW,
+    ) -> dict[str, Any]:
+        """Open `count` endless streams (`head` is their request), up to `window` at once,
+        until each has had `awaited` events; then keep it open (a fleet) or reset it (churn).
+        How long each took, from its request to its last awaited event."""
         start = time.monotonic()
+        first = time.monotonic_ns()
         deadline = start + timeout
-        waiting: list[_Stream] = []
-        done = failed = 0
+        waiting: set[_Stream] = set()
+        took: list[int] = []
+        done = failed = last = 0
         while done + failed < count and time.monotonic() < deadline:
-            while len(waiting) < WINDOW and done + failed + len(waiting) < count:
+            while len(waiting) < window and done + failed + len(waiting) < count:
                 try:
-                    waiting.append(self._connect(port))
+                    waiting.add(self._connect(port, head, awaited))
                 except OSError:
                     failed += 1
-            self._poll(0.05)
-            still = []
-            for stream in waiting:
-                if stream.seen >= 1:
-                    done += 1
+            now, read = self._poll(0.05)
+            # Only the streams just read: a scan of all the waiting ones per wake-up would
+            # delay the next wake-up's stamp (see `collect`).
+            for stream in waiting.intersection(read):
+                if stream.seen >= awaited:
+                    waiting.discard(stream)
+                    done, last = done + 1, now
+                    took.append(now - stream.opened)
                     if keep:
                         self.streams.append(stream)
                     else:
                         self._drop(stream, reset=True)
                 elif stream.end:
+                    waiting.discard(stream)
                     failed += 1
-                else:
-                    still.append(stream)
-            waiting = still
         for stream in waiting:
             self._drop(stream, reset=True)
-        return {"done": done, "failed": failed + len(waiting), "s": time.monotonic() - start}
+        return {
+            "done": done,
+            "failed": failed + len(waiting),
+            "s": time.monotonic() - start,
+            "first_ns": first,
+            "last_ns": last,
+            "took_ns": took,
+        }
 
     def collect(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
         """Wait until every open stream has one event more than now; its arrival times."""
@@ -140,7 +165,11 @@ class _Worker:
                 if not stream.arrived and stream.seen >= stream.awaited:
                     stream.arrived = now
                     pending -= 1
-        return {"arrivals": [s.arrived for s in live if s.arrived], "missed": pending}
+        return {
+            "arrivals": [s.arrived for s in live if s.arrived],
+            "missed": pending,
+            "seen": Counter(s.seen for s in live),  # events per stream: how many had how many
+        }
 
     def watch_end(self, timeout: float, ready: Callable[[], None]) -> dict[str, Any]:
         """Wait until every stream has ended (server shutdown); count how each ended."""
@@ -260,13 +289,18 @@ class Clients:
         kind, *payload = conn.recv()
         return payload[0] if payload else kind
 
-    def _connect(self, port: int, count: int, timeout: float, keep: bool) -> dict[str, Any]:
-        commands = [("connect", port, part, timeout, keep) for part in self._split(count)]
+    def _connect(
+        self, port: int, count: int, timeout: float, keep: bool, *extra: Any
+    ) -> dict[str, Any]:
+        commands = [("connect", port, part, timeout, keep, *extra) for part in self._split(count)]
         replies = self._all(commands, timeout + 10)
         return {
             "done": sum(r["done"] for r in replies),
             "failed": sum(r["failed"] for r in replies),
             "s": max(r["s"] for r in replies),
+            "first_ns": min(r["first_ns"] for r in replies),
+            "last_ns": max(r["last_ns"] for r in replies),
+            "took_ns": [t for r in replies for t in r["took_ns"]],
         }
 
     def open(self, port: int, count: int, timeout: float) -> dict[str, Any]:
@@ -277,7 +311,7 @@ class Clients:
         return sum(r["closed"] for r in self._all([("close", reset)] * len(self._conns), 30))
 
     def _triggered(
-        self, command: tuple[Any, ...], trigger: Callable[[], None], timeout: float
+        self, command: tuple[Any, ...], trigger: Callable[[], object], timeout: float
     ) -> list[dict[str, Any]]:
         # Every process is watching its sockets before `trigger` runs: nothing arrives unseen.
         for conn in self._conns:
@@ -288,12 +322,13 @@ class Clients:
         trigger()
         return [self._reply(conn, timeout + 10) for conn in self._conns]
 
-    def collect(self, trigger: Callable[[], None], timeout: float) -> dict[str, Any]:
+    def collect(self, trigger: Callable[[], object], timeout: float) -> dict[str, Any]:
         """Run `trigger` (a broadcast) and gather when each open stream received it."""
         replies = self._triggered(("collect", timeout), trigger, timeout)
         return {
             "arrivals": [t for r in replies for t in r["arrivals"]],
             "missed": sum(r["missed"] for r in replies),
+            "seen": sum((r["seen"] for r in replies), Counter[int]()),
         }
 
     def watch_end(self, trigger: Callable[[], None], timeout: float) -> dict[str, Any]:
@@ -301,6 +336,15 @@ class Clients:
         replies = self._triggered(("watch_end", timeout), trigger, timeout)
         counts = {key: sum(r[key] for r in replies) for key in ("clean", "eof", "reset", "open")}
         return {**counts, "last_end_ns": max(r["last_end_ns"] for r in replies)}
+
+    def resume(
+        self, port: int, count: int, last_event_id: str, events: int, timeout: float
+    ) -> dict[str, Any]:
+        """`count` streams at once, all resuming after `last_event_id`, kept open once each has
+        had the `events` it missed; when each got them (`took_ns`, from its request)."""
+        head = request("/stream", last_event_id)
+        # No window: every stream of a process connects before it reads any (a storm).
+        return self._connect(port, count, timeout, True, head, events, count)
 
     def churn(self, port: int, count: int, timeout: float) -> dict[str, Any]:
         """`count` connections that read one event and reset, split between the processes."""

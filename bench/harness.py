@@ -95,7 +95,7 @@ def _own_cpu_s() -> float:
 
 
 def _run(
-    ctx: Context, wanted: list[str], brokers: list[str]
+    ctx: Context, wanted: list[str], brokers: list[str], stormers: list[str]
 ) -> tuple[list[Measurement], dict[str, float]]:
     measured: list[Measurement] = []
     took: dict[str, float] = {}
@@ -118,6 +118,8 @@ def _run(
         steps.append(("sigterm", lambda: [scenarios.sigterm(ctx)]))
     if "broker" in wanted:
         steps.append(("broker", lambda: scenarios.broker(ctx, brokers)))
+    if "storm" in wanted:
+        steps.append(("storm", lambda: scenarios.storm(ctx, stormers)))
     for name, step in steps:
         start = time.monotonic()
         measured += step()
@@ -131,20 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     profile = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
     wanted = args.scenario or list(profile.scenarios)
-    # The broker scenario has contenders of its own (and raw); --impl picks among them too.
+    # The broker and storm scenarios have contenders of their own (broker: and raw); --impl
+    # picks among them too.
     brokers = [n for n in scenarios.BROKERS if not args.impl or n in args.impl]
+    stormers = [n for n in scenarios.STORMERS if n in brokers]
     names = [n for n in args.impl or profile.implementations if n not in scenarios.BROKERS[:-1]]
-    if brokers in ([], ["raw"]):
-        if args.scenario and "broker" in args.scenario:
-            sys.exit("--scenario broker needs --impl broker or broker-redis (or no --impl)")
-        wanted = [w for w in wanted if w != "broker"]
+    for scenario, contenders in (("broker", brokers), ("storm", stormers)):
+        if contenders in ([], ["raw"]):
+            if args.scenario and scenario in args.scenario:
+                sys.exit(
+                    f"--scenario {scenario} needs --impl broker or broker-redis (or no --impl)"
+                )
+            wanted = [w for w in wanted if w != scenario]
     if not names:
-        wanted = [w for w in wanted if w == "broker"]
+        wanted = [w for w in wanted if w in report.SEPARATE]
     impls = [IMPLEMENTATIONS[n] for n in names]
     for impl in impls:
         if not impl.python.exists():
             sys.exit(f"{impl.name}: {impl.python} is missing (make test sets up both venvs)")
-    biggest = max([*profile.fleets, profile.sigterm_streams, 2 * WINDOW])
+    biggest = max([*profile.fleets, profile.sigterm_streams, profile.storm_clients, 2 * WINDOW])
     if raise_fd_limit() < biggest + 1000:
         sys.exit(f"the open-file limit is below {biggest + 1000}: raise it (ulimit -Hn)")
 
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
             ctx = Context(profile, impls, clients, Path(logs))
-            measured, took = _run(ctx, wanted, brokers)
+            measured, took = _run(ctx, wanted, brokers, stormers)
     finally:
         clients.stop()
 
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "scenario_durations_s": took,
             "implementations": names,
             "broker_implementations": brokers if "broker" in wanted else [],
+            "storm_implementations": stormers if "storm" in wanted else [],
             "served_by": ctx.served_by,
             "server": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
             "client_processes": CLIENT_PROCESSES,
@@ -197,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
 
-    if any(not name.startswith("broker") for name in results):
+    if any(not name.startswith(report.SEPARATE) for name in results):
         print(report.table(results, names))
         print()
     if "broker" in wanted:
         print(report.broker_table(results, brokers))
+        print()
+    if "storm" in wanted:
+        print(report.storm_table(results, stormers))
         print()
     print(report.target_lines(doc["targets"]))
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")

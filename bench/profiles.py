@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker")
+SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker", "storm")
 ALL = ("ours", "upstream", "streaming", "raw")
 
 
@@ -22,6 +22,8 @@ class Profile:
     sigterm_streams: int
     sigterm_reps: int
     hung_s: float  # SIGTERM: how long a server may take to exit before it counts as hung
+    storm_clients: int  # storm: streams that resume at once
+    storm_behind: int  # storm: events each of them missed
     scenarios: tuple[str, ...] = SCENARIOS
 
 
@@ -36,6 +38,8 @@ FULL = Profile(
     sigterm_streams=1_000,
     sigterm_reps=3,
     hung_s=10.0,
+    storm_clients=1_000,
+    storm_behind=500,
 )
 
 PROFILES = {
@@ -61,6 +65,9 @@ PROFILES = {
         sigterm_streams=20,
         sigterm_reps=1,
         hung_s=2.0,
-        scenarios=("throughput", "idle", "broadcast", "churn", "sigterm"),  # tests/test_bench.py
+        storm_clients=20,
+        storm_behind=20,
+        # tests/test_bench.py
+        scenarios=("throughput", "idle", "broadcast", "churn", "sigterm", "storm"),
     ),
 }

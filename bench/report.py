@@ -147,6 +147,20 @@ HEADLINES = {
         ("rss_growth_kib", "RSS growth KiB (min)", "min"),
     ],
     "broker": [*_BROADCAST, ("kib_per_stream", "KiB/stream", "median")],
+    "storm": [
+        ("all_caught_up_s", "all caught up s", "median"),
+        ("p50_ms", "p50 catch-up ms", "median"),
+        ("p99_ms", "p99 catch-up ms", "median"),
+        ("cpu_s", "server CPU s", "median"),
+        ("rss_peak_growth_mib", "RSS peak growth MiB", "median"),
+        ("rss_end_growth_mib", "RSS growth at end MiB", "median"),
+        ("redis_used_memory_peak_growth_mib", "Redis used_memory MiB", "median"),
+        ("redis_rss_peak_growth_mib", "Redis RSS growth MiB", "median"),
+        ("redis_cpu_s", "Redis CPU s", "median"),
+        ("failed", "failed (max)", "max"),
+        ("wrong_count", "wrong count (max)", "max"),
+        ("resets", "resets (max)", "max"),
+    ],
     "sigterm": [
         ("exit_s", "exit s", "median"),
         ("hung", "hung rounds (sum)", "sum"),
@@ -208,9 +222,13 @@ def _table(
     return "\n".join(lines)
 
 
+# The scenarios with contenders of their own: each has a table of its own.
+SEPARATE = ("broker", "storm")
+
+
 def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
     """The figures as text: medians over rounds, [spread], and this project's paired ratios."""
-    rows = {name: r for name, r in scenarios.items() if not name.startswith("broker")}
+    rows = {name: r for name, r in scenarios.items() if not name.startswith(SEPARATE)}
     return _table(rows, implementations, [("ours", "raw"), ("ours", "upstream")])
 
 
@@ -218,6 +236,12 @@ def broker_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> s
     """The broker scenario: this project's `Broker` on each backend beside the raw ceiling."""
     rows = {name: r for name, r in scenarios.items() if name.startswith("broker")}
     return _table(rows, implementations, [(i, "raw") for i in implementations if i != "raw"])
+
+
+def storm_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
+    """The storm scenario: the `Broker`'s backends, no ratios (raw keeps nothing to resume)."""
+    rows = {name: r for name, r in scenarios.items() if name.startswith("storm")}
+    return _table(rows, implementations, [])
 
 
 def target_lines(checked: list[dict[str, Any]]) -> str:

@@ -11,16 +11,20 @@ import contextlib
 import math
 import statistics
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from redis import Redis
+
 from bench.client import Clients
 from bench.profiles import Profile
 from bench.redis_server import redis_server
-from bench.server import IMPLEMENTATIONS, Implementation, Server
+from bench.server import IMPLEMENTATIONS, Implementation, Server, cpu_s, rss_kib
+from tests.redis_server import RedisServer
 
 Value = float | None  # None: the round gave no figure (the server hung, the stream broke)
 
@@ -140,11 +144,7 @@ def _fleet_round(
 ) -> tuple[dict[str, float], dict[str, Value]]:
     """`size` streams on a fresh server (freed memory stays in the allocator and would hide
     the next round's growth): their figures, and those of the broadcasts to them (if asked)."""
-    warm = min(50, size)  # warm-up: the first streams pay for lazy imports and first pools
-    ctx.clients.open(server.port, warm, 30)
-    ctx.clients.close()
-    server.wait_streams(0, 10)
-    base = server.quiet(5)
+    base = _warm_up(ctx, server, min(50, size))
     base_rss = server.rss_kib()
     opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
     if opened["done"] != size:
@@ -159,6 +159,15 @@ def _fleet_round(
     ctx.clients.close()
     server.wait_streams(0, 10)
     return figures, sent
+
+
+def _warm_up(ctx: Context, server: Server, streams: int) -> dict[str, Any]:
+    """Open and close a few streams: the first pay for lazy imports and first pools, which a
+    measurement would take for growth. The app's stats once it is quiet again."""
+    ctx.clients.open(server.port, streams, 30)
+    ctx.clients.close()
+    server.wait_streams(0, 10)
+    return server.quiet(5)
 
 
 def _broadcasts(ctx: Context, server: Server, size: int) -> dict[str, Value]:
@@ -272,19 +281,36 @@ def sigterm(ctx: Context) -> Measurement:
 BROKERS = ("broker", "broker-redis", "raw")
 
 
-def broker(ctx: Context, names: list[str]) -> list[Measurement]:
-    """Broadcasts through this project's `Broker` (memory and Redis) to a fleet, beside raw."""
+@contextlib.contextmanager
+def _with_redis(
+    ctx: Context, names: list[str], scenario: str
+) -> Iterator[tuple[list[Implementation], RedisServer | None]]:
+    """The implementations `names`, and the redis-server for those that need one (they are
+    left out when there is no redis-server binary)."""
     with contextlib.ExitStack() as stack:
-        url = None
+        server = None
         if any(IMPLEMENTATIONS[name].needs_redis for name in names):
-            url = stack.enter_context(redis_server())
-            if url is None:
-                ctx.say("[broker] no redis-server binary: broker-redis is left out")
+            server = stack.enter_context(redis_server())
+            if server is None:
+                ctx.say(f"[{scenario}] no redis-server binary: broker-redis is left out")
         impls = [
             IMPLEMENTATIONS[name]
             for name in names
-            if url is not None or not IMPLEMENTATIONS[name].needs_redis
+            if server is not None or not IMPLEMENTATIONS[name].needs_redis
         ]
+        yield impls, server
+
+
+def _broker_env(impl: Implementation, redis_url: str | None, **more: str) -> dict[str, str]:
+    """The environment of a broker app: the redis-server's URL if `impl` uses Redis."""
+    env = {"BENCH_BROKER_URL": redis_url} if impl.needs_redis and redis_url else {}
+    return {**env, **more}
+
+
+def broker(ctx: Context, names: list[str]) -> list[Measurement]:
+    """Broadcasts through this project's `Broker` (memory and Redis) to a fleet, beside raw."""
+    with _with_redis(ctx, names, "broker") as (impls, redis):
+        url = redis.url if redis else None
         return [_broker_fleet(ctx, impls, size, url) for size in ctx.profile.fleets]
 
 
@@ -302,8 +328,7 @@ def _broker_fleet(
     )
     for rep, order in ctx.rounds(ctx.profile.reps, impls):
         for impl in order:
-            env = {"BENCH_BROKER_URL": redis_url} if impl.needs_redis and redis_url else None
-            with ctx.server(impl, env) as server:
+            with ctx.server(impl, _broker_env(impl, redis_url)) as server:
                 opened, sent = _fleet_round(ctx, server, size, broadcast=True)
                 m.add(impl.name, **opened, **sent)
                 m.add_errors(server)
@@ -312,3 +337,134 @@ def _broker_fleet(
                 f"{sent['cpu_us_per_delivery'] or 0:6.1f} µs/delivery"
             )
     return m
+
+
+STORMERS = BROKERS[:-1]  # raw keeps no history: nothing to resume
+STORM_EVENT_BYTES = 200  # data per event: about what an app's JSON message is
+STORM_HISTORY = 10_000  # events the broker keeps: more than any profile's clients miss
+SAMPLE_S = 0.02  # memory is sampled this often during a storm: its peak, not its end
+
+
+@contextlib.contextmanager
+def _peaks(read: Callable[[], dict[str, float]], interval: float) -> Iterator[dict[str, float]]:
+    """The highest value of each of `read()`'s readings while the block runs: a thread reads
+    them every `interval` seconds, and once more at the end."""
+    peaks = read()
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(interval):
+            for key, value in read().items():
+                peaks[key] = max(peaks[key], value)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        sampler.join()
+        for key, value in read().items():
+            peaks[key] = max(peaks[key], value)
+
+
+@contextlib.contextmanager
+def _storm_readings(
+    server: Server, redis: RedisServer | None
+) -> Iterator[Callable[[], dict[str, float]]]:
+    """What a storm samples: the server's VmRSS; Redis's `used_memory` (INFO) and VmRSS."""
+    pid = server.process.pid
+    if redis is None or redis.process is None:
+        yield lambda: {"rss_kib": rss_kib(pid)}
+        return
+    redis_pid = redis.process.pid
+    with Redis.from_url(redis.url) as client:
+
+        def read() -> dict[str, float]:
+            return {
+                "rss_kib": rss_kib(pid),
+                "redis_used_kib": client.info("memory")["used_memory"] / 1024,
+                "redis_rss_kib": rss_kib(redis_pid),
+            }
+
+        yield read
+
+
+def storm(ctx: Context, names: list[str]) -> list[Measurement]:
+    """Clients that all resume at once from the same id, each that many events behind: how
+    long until the last has caught up, and the memory and CPU that costs (memory and Redis)."""
+    clients, behind = ctx.profile.storm_clients, ctx.profile.storm_behind
+    with _with_redis(ctx, names, "storm") as (impls, redis):
+        m = Measurement(
+            "storm",
+            {
+                "clients": clients,
+                "events_behind": behind,
+                "event_bytes": STORM_EVENT_BYTES,
+                "history": STORM_HISTORY,
+                "buffer": "the Broker's default (256): the events of one page of history",
+                "memory": f"VmRSS, Redis INFO used_memory: sampled every {SAMPLE_S * 1e3:.0f} ms",
+                "redis": "in-memory redis-server, no persistence" if redis else None,
+            },
+            (),
+        )
+        for rep, order in ctx.rounds(ctx.profile.reps, impls):
+            for impl in order:
+                url = redis.url if redis else None
+                env = _broker_env(impl, url, BENCH_BROKER_HISTORY=str(STORM_HISTORY))
+                with ctx.server(impl, env) as server:
+                    used = redis if impl.needs_redis else None
+                    figures = _storm_round(ctx, server, used, clients, behind)
+                    m.add(impl.name, **figures)
+                    m.add_errors(server)
+                caught_up = figures["all_caught_up_s"]
+                ctx.say(
+                    f"[storm {rep + 1}] {impl.name:12s} "
+                    + (f"all caught up in {caught_up:.2f} s" if caught_up else "not all caught up")
+                    + f", RSS +{figures['rss_peak_growth_mib']:.1f} MiB at most"
+                )
+    return [m]
+
+
+def _storm_round(
+    ctx: Context, server: Server, redis: RedisServer | None, clients: int, behind: int
+) -> dict[str, Value]:
+    """One storm on a fresh server: `clients` streams resume at once, `behind` events back."""
+    _warm_up(ctx, server, min(50, clients))
+    last_event_id = server.publish(behind, STORM_EVENT_BYTES)
+    base = server.stats()
+    redis_pid = redis.process.pid if redis and redis.process else None
+    timeout = max(30.0, clients * behind / 10_000)
+    with _storm_readings(server, redis) as read:
+        start = read()
+        cpu, redis_cpu = server.cpu_s(), cpu_s(redis_pid) if redis_pid else 0.0
+        with _peaks(read, SAMPLE_S) as peaks:
+            got = ctx.clients.resume(server.port, clients, last_event_id, behind, timeout)
+        end = read()  # the streams still open, all caught up: what the peak was above
+    cpu = server.cpu_s() - cpu
+    redis_cpu = cpu_s(redis_pid) - redis_cpu if redis_pid else 0.0
+    # A fence: one live event after the history. A stream is one ordered byte stream, so a
+    # stream that has it has had everything sent to it before: exactly `behind` + 1 events.
+    fenced = ctx.clients.collect(server.broadcast, 10 + clients * 0.002)
+    after = server.stats()
+    ctx.clients.close()
+    server.wait_streams(0, 10)
+    took = sorted(t / 1e6 for t in got["took_ns"])
+    whole = got["done"] == clients
+    growth = {key: (peaks[key] - start[key]) / 1024 for key in peaks}
+    return {
+        "all_caught_up_s": (got["last_ns"] - got["first_ns"]) / 1e9 if whole else None,
+        "p50_ms": _percentile(took, 0.50) if took else None,
+        "p99_ms": _percentile(took, 0.99) if took else None,
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / (got["done"] * behind) * 1e6 if got["done"] else None,
+        "rss_peak_growth_mib": growth["rss_kib"],
+        "rss_end_growth_mib": (end["rss_kib"] - start["rss_kib"]) / 1024,
+        "redis_used_memory_peak_growth_mib": growth.get("redis_used_kib"),
+        "redis_rss_peak_growth_mib": growth.get("redis_rss_kib"),
+        "redis_cpu_s": redis_cpu if redis_pid else None,
+        "failed": float(clients - got["done"]),
+        "wrong_count": float(sum(n for seen, n in fenced["seen"].items() if seen != behind + 1)),
+        "resumes": float(after["resumes"] - base["resumes"]),
+        "resets": float(after["resets"] - base["resets"]),
+    }

@@ -29,6 +29,27 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process has used, all threads, user and system."""
+    try:
+        # schedstat counts nanoseconds; /proc/<pid>/stat only 10 ms ticks.
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9
+    except (OSError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of a process."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
 @dataclass(frozen=True)
 class Implementation:
     """One contender: which interpreter (virtualenv) runs which app module."""
@@ -132,24 +153,17 @@ class Server:
         """One event to every open stream; the number of streams the app sent it to."""
         return int(self.get("/_broadcast"))
 
+    def publish(self, n: int, size: int) -> str:
+        """`n` events of about `size` bytes (broker apps); the id of the event before them."""
+        return self.get(f"/_publish?n={n}&size={size}").decode()
+
     def cpu_s(self) -> float:
         """CPU seconds the server has used, all threads, user and system."""
-        try:
-            # schedstat counts nanoseconds; /proc/<pid>/stat only 10 ms ticks.
-            total = 0
-            for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-                total += int((task / "schedstat").read_text().split()[0])
-            return total / 1e9
-        except (OSError, ValueError):
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        return cpu_s(self.process.pid)
 
     def rss_kib(self) -> int:
         """Resident memory of the server process."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        return rss_kib(self.process.pid)
 
     def wait_streams(self, count: int, timeout: float) -> dict[str, Any]:
         """Poll `/_stats` until the app holds `count` streams (or the deadline passes)."""

@@ -18,7 +18,7 @@ Results = dict[str, Any]
 
 pytestmark = pytest.mark.server
 
-SCENARIOS = ["throughput", "idle_50", "broadcast_50", "churn", "sigterm"]
+SCENARIOS = ["throughput", "idle_50", "broadcast_50", "churn", "sigterm", "storm"]
 POSITIVE = {
     "throughput": ["events_per_s", "cpu_us_per_event"],
     "idle_50": ["kib_per_stream", "tasks_per_stream"],
@@ -38,7 +38,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> Results:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "ours/raw" in done.stdout  # the table was printed
+    assert "ours/raw" in done.stdout  # the tables were printed
+    assert "all caught up s" in done.stdout
     loaded: Results = json.loads(out.read_text())
     return loaded
 
@@ -72,6 +73,21 @@ def test_every_stream_and_task_is_accounted_for(results: Results) -> None:
     sigterm = results["scenarios"]["sigterm"]["figures"]["ours"]
     ends = [sigterm[how]["samples"][0] for how in ("clean", "cut", "left_open")]
     assert sum(ends) == results["scenarios"]["sigterm"]["params"]["streams"]
+
+
+def test_every_resuming_stream_caught_up_exactly(results: Results) -> None:
+    storm = results["scenarios"]["storm"]
+    # broker-redis too when there is a redis-server binary (tests/redis_server.py).
+    impls = results["meta"]["storm_implementations"]
+    assert impls[0] == "broker" and set(impls) <= {"broker", "broker-redis"}
+    for impl in impls:
+        figures = storm["figures"][impl]
+        for count in ("failed", "wrong_count", "resets"):
+            assert figures[count]["max"] == 0, (impl, count)
+        assert figures["resumes"]["min"] == storm["params"]["clients"]
+        for figure in ("all_caught_up_s", "p50_ms", "p99_ms", "cpu_s"):
+            assert figures[figure]["median"] > 0, (impl, figure)
+        assert storm["errors_logged"][impl]["count"] == 0
 
 
 def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:

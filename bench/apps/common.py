@@ -21,10 +21,11 @@ Event = dict[str, str]
 T = TypeVar("T")
 
 
-def stats_body(served_by: str, streams: int) -> bytes:
-    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks."""
+def stats_body(served_by: str, streams: int, **counters: int) -> bytes:
+    """`GET /_stats`: tasks in the loop and open streams, so that the harness sees leaks, and
+    the app's own `counters`."""
     stats = {"tasks": len(asyncio.all_tasks()), "streams": streams, "served_by": served_by}
-    return json.dumps(stats).encode()
+    return json.dumps({**stats, **counters}).encode()
 
 
 async def count(n: int) -> AsyncIterator[Event]:
