@@ -681,6 +681,35 @@ async def test_lifespan_starts_and_stops_the_broker_and_ends_open_streams(
     assert subscription._closed
 
 
+async def test_a_stream_of_a_stopped_broker_ends_and_of_a_new_one_raises(make_broker: Any) -> None:
+    broker = make_broker()
+    with pytest.raises(RuntimeError, match="not started"):
+        await take(broker.subscribe("t"), 1)
+    async with broker:
+        pass
+    assert await take(broker.subscribe("t"), 1) == []  # ends: never added to stopped routes
+    assert not broker._routes
+
+
+async def test_an_idempotency_key_names_one_publish_to_its_topics(broker: Broker) -> None:
+    first = await broker.publish("a", "x", idempotency_key="k")
+    other = await broker.publish("b", "y", idempotency_key="k")  # another topic: stored
+    assert other != first
+    assert await broker.publish("a", "x", idempotency_key="k") == first
+
+
+@pytest.mark.parametrize("max_age", [0, -1, float("nan")])
+def test_a_max_age_that_keeps_nothing_is_refused(max_age: float) -> None:
+    with pytest.raises(ValueError, match="max_age"):
+        Broker(max_age=max_age)
+
+
+@pytest.mark.parametrize("prefix", ["", "{x}", "a}"])
+def test_a_redis_prefix_that_is_no_hash_tag_is_refused(prefix: str) -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        Broker("redis://127.0.0.1:1/0", prefix=prefix)
+
+
 @asyncio_only
 async def test_publish_before_start_raises() -> None:
     with pytest.raises(RuntimeError, match="not started"):
@@ -694,6 +723,51 @@ def test_an_unsupported_url_raises(url: str) -> None:
 
 
 # --- Redis only -------------------------------------------------------------------------------
+
+
+@asyncio_only
+@pytest.mark.parametrize("max_age", [1e10, float("inf")])
+async def test_a_max_age_past_the_epoch_keeps_everything(
+    redis_server: RedisServer, max_age: float
+) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    async with Broker(redis_server.url, prefix=prefix, max_age=max_age) as broker:
+        ids = await publish_all(broker, "t", ["a", "b"])  # neither raises
+        async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
+            assert [e.data for e in await take(subscription, 1)] == ["b"]
+
+
+@asyncio_only
+async def test_a_resume_past_this_process_reader_with_drop_oldest_skips_silently(
+    redis_server: RedisServer,
+) -> None:
+    import redis
+
+    from sse_starlette.broker.redis import _PUBLISH
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}:"
+    log = "{" + prefix + "}log"
+    with redis.Redis(port=redis_server.port, decode_responses=True) as other:
+        sha = other.script_load(_PUBLISH)
+
+        def publish_elsewhere(data: str) -> str:  # another process: this one's loop is busy
+            key = "{" + prefix + "}idempotency:" + uuid.uuid4().hex
+            return str(other.evalsha(sha, 2, log, key, 1000, 0, 5000, "topic", "t", "data", data))
+
+        broker = Broker(redis_server.url, prefix=prefix, buffer=2, slow_consumer="drop_oldest")
+        async with broker, broker.subscribe("other") as watching:
+            await start(watching)
+            backend: Any = broker.backend
+            await wait_for(lambda: backend.read_scope is not None)  # the reader waits in XREAD
+            ids = [publish_elsewhere(f"e{i}") for i in range(6)]  # seen by the client elsewhere
+            async with broker.subscribe("t", last_event_id=ids[-1]) as resumed:
+                await start(resumed)
+                assert resumed._skip is not None  # this process's reader has not read them
+                await wait_for(lambda: broker._cursor == ids[-1])
+                live = await broker.publish("t", "live")
+                (event,) = await take(resumed, 1)
+    # No reset for events the client had: they were never due here.
+    assert (event.id, event.data) == (live, "live")
 
 
 @asyncio_only

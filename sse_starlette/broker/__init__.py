@@ -26,7 +26,7 @@ from sse_starlette.broker._backend import (
 )
 from sse_starlette.broker._event import BrokerEvent, event_fields
 from sse_starlette.broker._ids import parse_id
-from sse_starlette.broker._routes import Routes, check_topics, matches
+from sse_starlette.broker._routes import Routes, check_topics, selection
 from sse_starlette.event import check_sep
 from sse_starlette.sse import EventSourceResponse
 
@@ -111,6 +111,10 @@ class Broker:
     ) -> None:
         if history < 1 or buffer < 1:
             raise ValueError("history and buffer must be >= 1")
+        if max_age is not None and not max_age > 0:  # also refuses NaN
+            raise ValueError(f"max_age must be a number of seconds > 0, or None; got {max_age!r}")
+        if max_age == float("inf"):
+            max_age = None
         if slow_consumer not in ("disconnect", "drop_oldest"):
             raise ValueError(
                 f"slow_consumer must be 'disconnect' or 'drop_oldest', got {slow_consumer!r}"
@@ -150,6 +154,7 @@ class Broker:
         # None: not watching the log; set: watching from `_cursor`; unset: starting to.
         self._watching: anyio.Event | None = None
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._state: Literal["new", "running", "stopped"] = "new"
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -158,10 +163,12 @@ class Broker:
         self._tasks = anyio.create_task_group()
         await self._tasks.__aenter__()
         self._tasks.start_soon(self.backend.run)
+        self._state = "running"
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
         assert self._tasks is not None
+        self._state = "stopped"  # a stream that starts from now on ends at once
         routes = self._routes
         for subscription in {s for table in (routes.exact, routes.prefixes)
                              for subscribers in table.values() for s in subscribers}:  # fmt: skip
@@ -207,6 +214,8 @@ class Broker:
         self._cursor = event.id
         limit, delivered, overflowing = self.buffer, 0, None
         for subscription in self._routes.match(event.topics):
+            if subscription._skip is not None and subscription._skipped(event):
+                continue
             buffer = subscription._buffer
             if len(buffer) >= limit:
                 if overflowing is None:
@@ -259,9 +268,12 @@ class Broker:
         subscription._on_dropped = response._abandon
         return response
 
-    async def _attach(self, subscription: Subscription) -> str:
-        """Route the log's events to `subscription` from now on; the position they start at."""
+    async def _attach(self, subscription: Subscription) -> str | None:
+        """Route the log's events to `subscription` from now on; the position they start at.
+        None: the broker has stopped (or stops meanwhile), the stream ends."""
         while True:
+            if self._state != "running":
+                return None
             watching = self._watching
             if watching is None:
                 self._watching = watching = anyio.Event()
@@ -276,6 +288,8 @@ class Broker:
             elif not watching.is_set():
                 await watching.wait()
                 continue  # it may have failed, or stopped, meanwhile
+            if self._state != "running":
+                return None
             self._routes.add(subscription, subscription.topics)
             return self._cursor
 
@@ -387,12 +401,18 @@ class Subscription:
             else:
                 await self._wait()
                 continue
-            if self._skip is not None:
-                if parse_id(event.id) <= self._skip:  # type: ignore[operator]
-                    continue
-                self._skip = None
+            if self._skip is not None and self._skipped(event):
+                continue
             self._position = event.id
             return event
+
+    def _skipped(self, event: BrokerEvent) -> bool:
+        """Whether `event` was handed out before the client reconnected here (the id it
+        resumes from is past this process's reader); the first later one ends the skip."""
+        if parse_id(event.id) <= self._skip:  # type: ignore[operator]
+            return True
+        self._skip = None
+        return False
 
     async def _wait(self) -> None:
         loop = asyncio._get_running_loop()
@@ -415,12 +435,18 @@ class Subscription:
         if self._closed:
             return
         broker = self.broker
+        if broker._state == "new":
+            self._end()
+            raise RuntimeError("the broker is not started: use `async with broker:`")
         try:
             cursor = await broker._attach(self)
         except Exception:
             # Never a 500 for what the backend did: the stream ends cleanly, the client
             # reconnects and resumes from its last id.
             logger.exception("stream of %s could not start; ended", list(self.topics))
+            self._end()
+            return
+        if cursor is None:  # the broker stopped: no events will come
             self._end()
             return
         if self._closed:  # closed while attaching: _end() did not detach it
@@ -469,11 +495,8 @@ class Subscription:
         replay.done = len(page) < broker.buffer or page[-1].id == replay.upto
         if page:
             replay.after = page[-1].id
-        selectors = self.topics
-        replay.page.extend(
-            event for event in page
-            if any(matches(selector, event.topics) for selector in selectors)
-        )  # fmt: skip
+        wanted = selection(self.topics)
+        replay.page.extend(event for event in page if wanted(event.topics))
         if not replay.page and replay.done:
             self._replay = None
         return True
@@ -485,6 +508,8 @@ class Subscription:
         while not replay.page:
             if not await self._fill(replay) or self._replay is None:
                 return None
+            # Pages may hold nothing for this stream, many in a row: let others run.
+            await anyio.lowlevel.checkpoint()
         event = replay.page.popleft()
         if not replay.page and replay.done:
             self._replay = None

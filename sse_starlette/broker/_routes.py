@@ -6,10 +6,12 @@ A `*` elsewhere in a name is an ordinary character.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Routes", "check_topics", "matches"]
+__all__ = ["Routes", "check_topics", "matches", "selection"]
 
 S = TypeVar("S")
 
@@ -45,6 +47,14 @@ def matches(selector: str, topics: Iterable[str]) -> bool:
     return selector in topics
 
 
+def selection(selectors: Iterable[str]) -> Callable[[Sequence[str]], bool]:
+    """Whether one of `selectors` names or matches one of an event's topics, indexed as
+    `Routes` is: the cost per event does not grow with the number of selectors."""
+    routes: Routes[bool] = Routes()
+    routes.add(True, selectors)
+    return lambda topics: bool(routes.match(topics))
+
+
 class Routes(Generic[S]):
     """The subscribers of one process, by the selectors they subscribed with.
 
@@ -52,12 +62,15 @@ class Routes(Generic[S]):
     prefix length in use: not one per subscriber or per pattern.
     """
 
-    __slots__ = ("_lengths", "exact", "prefixes")
+    __slots__ = ("_counts", "_lengths", "exact", "prefixes")
 
     def __init__(self) -> None:
         self.exact: dict[str, set[S]] = {}
         self.prefixes: dict[str, set[S]] = {}  # "chat." for `chat.*`; "" for `*`
+        # The prefix lengths in use, sorted, and how many prefixes have each: kept up to date
+        # as prefixes come and go, in time independent of how many there are.
         self._lengths: list[int] = []
+        self._counts: Counter[int] = Counter()
 
     def __bool__(self) -> bool:
         return bool(self.exact or self.prefixes)
@@ -65,8 +78,14 @@ class Routes(Generic[S]):
     def add(self, subscriber: S, selectors: Iterable[str]) -> None:
         for selector in selectors:
             table, key = self._place(selector)
-            table.setdefault(key, set()).add(subscriber)
-        self._lengths = sorted({len(prefix) for prefix in self.prefixes})
+            subscribers = table.get(key)
+            if subscribers is None:
+                subscribers = table[key] = set()
+                if table is self.prefixes:
+                    self._counts[len(key)] += 1
+                    if self._counts[len(key)] == 1:
+                        bisect.insort(self._lengths, len(key))
+            subscribers.add(subscriber)
 
     def remove(self, subscriber: S, selectors: Iterable[str]) -> None:
         for selector in selectors:
@@ -76,7 +95,11 @@ class Routes(Generic[S]):
                 subscribers.discard(subscriber)
                 if not subscribers:
                     del table[key]
-        self._lengths = sorted({len(prefix) for prefix in self.prefixes})
+                    if table is self.prefixes:
+                        self._counts[len(key)] -= 1
+                        if not self._counts[len(key)]:
+                            del self._counts[len(key)]
+                            self._lengths.remove(len(key))
 
     def match(self, topics: Sequence[str]) -> Iterable[S]:
         """Every subscriber an event of `topics` goes to, each once."""

@@ -15,6 +15,8 @@ from sse_starlette.broker._backend import Deliver, ResumeReset
 from sse_starlette.broker._event import BrokerEvent
 from sse_starlette.broker._ids import parse_id
 
+_Key = tuple[tuple[str, ...], str]  # an idempotency key, with the topics it was used for
+
 
 class MemoryBackend:
     """Events kept in this process: `history` of them, for at most `max_age` seconds."""
@@ -25,10 +27,11 @@ class MemoryBackend:
         self.sep = sep
         self.epoch = int(time.time() * 1000)
         self.counter = 0
-        # (counter, monotonic time published, event, idempotency key or "")
-        self.events: deque[tuple[int, float, BrokerEvent, str]] = deque()
-        # The idempotency keys of the events kept: remembered as long as their event is.
-        self.keys: dict[str, str] = {}
+        # (counter, monotonic time published, event, idempotency key or None)
+        self.events: deque[tuple[int, float, BrokerEvent, _Key | None]] = deque()
+        # The idempotency keys of the events kept, with their topics (as on Redis: a key
+        # names one publish to those topics): remembered as long as their event is.
+        self.keys: dict[_Key, str] = {}
         self.trimmed_upto = 0  # the counter of the last event no longer kept
         self.deliver: Deliver | None = None
 
@@ -47,14 +50,14 @@ class MemoryBackend:
         if self.deliver is None:
             raise RuntimeError("the broker is not started: use `async with broker:`")
         # In-process, a publish either stores or raises: only a caller's key is remembered.
-        if idempotency_key is not None and idempotency_key in self.keys:
-            return self.keys[idempotency_key]
+        key = None if idempotency_key is None else (topics, idempotency_key)
+        if key is not None and key in self.keys:
+            return self.keys[key]
         self.counter += 1
         id = f"{self.epoch}-{self.counter}"
         event = BrokerEvent(topics, id, sep=self.sep, **fields)
-        key = idempotency_key or ""
         self.events.append((self.counter, time.monotonic(), event, key))
-        if key:
+        if key is not None:
             self.keys[key] = id
         self._trim()
         self.deliver(event)
@@ -86,7 +89,7 @@ class MemoryBackend:
             self.max_age is not None and events and events[0][1] < time.monotonic() - self.max_age
         ):
             self.trimmed_upto, _, _, key = events.popleft()
-            if key:
+            if key is not None:
                 self.keys.pop(key, None)
 
     def watch(self, cursor: str) -> None:

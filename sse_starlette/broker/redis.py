@@ -44,6 +44,7 @@ try:
         ClusterDownError,
         MovedError,
         NoScriptError,
+        RedisClusterException,
         ResponseError,
         SlotNotCoveredError,
         TryAgainError,
@@ -57,7 +58,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 logger = logging.getLogger("sse_starlette.broker")
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+# RedisClusterException: the cluster client could not reach any node to learn the topology.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException)
 # A cluster refused the command before running it: its slots moved, or are not served now.
 _REDIRECTED = (AskError, ClusterDownError, MovedError, SlotNotCoveredError, TryAgainError)
 _PAGES_KEPT = 16  # full pages of history kept for the next resuming subscriber
@@ -81,7 +83,7 @@ local age = tonumber(ARGV[2])
 if age > 0 then
   local now = redis.call('TIME')
   local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age
-  redis.call('XTRIM', KEYS[1], 'MINID', tostring(oldest))
+  if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', oldest)) end
 end
 return id
 """
@@ -102,6 +104,10 @@ class RedisBackend:
         block_ms: int = 10_000,
         **options: Any,
     ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            # The prefix is the keys' hash tag: empty or with braces, a cluster would spread
+            # the publish script's keys over slots.
+            raise ValueError(f"prefix must be non-empty and without braces, got {prefix!r}")
         self.url = url
         self.history_length = history
         self.max_age = max_age
@@ -184,7 +190,10 @@ class RedisBackend:
                 await self._refresh_topology()
             except ResponseError as exc:
                 # Redis refused to run it (OOM, READONLY after a failover, MISCONF, NOPERM,
-                # LOADING...): the script fails before it adds anything.
+                # LOADING...): the script fails before it adds anything. A try before this
+                # one may have, though.
+                if sent is not None:
+                    raise _unknown(what, sent) from exc
                 raise BrokerUnavailableError(
                     f"{what} was not stored: Redis refused it ({exc})"
                 ) from exc
