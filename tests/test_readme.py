@@ -158,13 +158,42 @@ BROKER_LOG = json.loads((ROOT / "bench" / "results" / "broker_log.json").read_te
     ],
 )
 def test_broker_doc_log_figures_are_the_committed_runs(text: str, figure: str) -> None:
-    doc = (ROOT / "docs" / "broker.md").read_text()
+    assert_quoted(BROKER_DOC, text, BROKER_LOG[figure])
+
+
+BROKER_DOC = (ROOT / "docs" / "broker.md").read_text()
+
+
+def assert_quoted(doc: str, text: str, measured: float) -> None:
+    """`doc` says `text` with `measured` in place of {}, to the decimals it quotes."""
     words = (re.escape(word).replace(re.escape("{}"), NUMBER) for word in text.split())
     found = re.search(r"\s+".join(words), doc)
-    assert found, f"docs/broker.md no longer says {text!r}"
+    assert found, f"the doc no longer says {text!r}"
     quoted = found.group(1).rstrip(".")
-    measured = round(BROKER_LOG[figure], len(quoted.partition(".")[2]))
-    assert measured == float(quoted), (text, BROKER_LOG[figure])
+    assert round(measured, len(quoted.partition(".")[2])) == float(quoted), (text, measured)
+
+
+# docs/broker.md quotes the resume storm of bench/results/storm.json.
+STORM = json.loads((ROOT / "bench" / "results" / "storm.json").read_text())
+QUOTED_STORM_FIGURES = [
+    # (text with the number as {}, implementation, figure)
+    ("have caught up after {} s, on Redis", "broker", "all_caught_up_s"),
+    ("on Redis after {} s (one uvicorn", "broker-redis", "all_caught_up_s"),
+    ("CPU-bound: {} and", "broker", "cpu_us_per_event"),
+    ("and {} µs of server CPU per event", "broker-redis", "cpu_us_per_event"),
+    ("Server RSS grows by {} and", "broker", "rss_peak_growth_mib"),
+    ("and {} MiB at its peak", "broker-redis", "rss_peak_growth_mib"),
+    ("`used_memory` grows by {} MiB", "broker-redis", "redis_used_memory_peak_growth_mib"),
+    ("and it spends {} s of CPU", "broker-redis", "redis_cpu_s"),
+]
+
+
+@pytest.mark.parametrize(("text", "impl", "figure"), QUOTED_STORM_FIGURES)
+def test_broker_doc_storm_figures_are_the_committed_run(text: str, impl: str, figure: str) -> None:
+    figures = STORM["scenarios"]["storm"]["figures"][impl]
+    assert_quoted(BROKER_DOC, text, figures[figure]["median"])
+    for counter in ("failed", "wrong_count", "resets"):  # "every client, exactly"
+        assert figures[counter]["max"] == 0
 
 
 def test_readme_bench_claims_without_a_number_hold() -> None:
