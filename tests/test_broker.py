@@ -154,8 +154,9 @@ async def test_a_dicts_sep_is_accepted_and_the_brokers_own_is_used(broker: Broke
 @pytest.mark.parametrize(
     ("item", "error", "field"),
     [
-        ({"data": "x", "id": "1"}, ValueError, "assigns event ids"),
-        (ServerSentEvent("x", id="1"), ValueError, "assigns event ids"),
+        ({"data": "x", "id": ""}, ValueError, "must not be empty"),
+        ({"data": "x", "id": "a\nb"}, ValueError, "'id'"),
+        ({"data": "x", "id": "a\ud800"}, ValueError, "'id'"),
         ({"data": "x", "event": "a\nb"}, ValueError, "'event'"),
         ({"data": "a\ud800"}, ValueError, "'data'"),
         ({"data": "x", "retry": -1}, ValueError, "'retry'"),
@@ -317,6 +318,98 @@ async def test_a_topic_that_cannot_be_stored_exactly_is_refused(
 def test_a_selector_that_matches_nothing_exactly_is_refused(selectors: list[str]) -> None:
     with pytest.raises(ValueError):
         Broker().subscribe(selectors)
+
+
+# --- events' own ids, private events, earliest, matchers ----------------------------------------
+
+
+async def test_an_event_published_with_its_own_id_is_sent_and_resumed_by_it(
+    make_broker: Any,
+) -> None:
+    async with make_broker(history=3) as broker, broker.subscribe("t") as live:
+        await start(live)
+        own = await broker.publish("t", {"data": "a", "id": "urn:uuid:1"})
+        plain = await broker.publish("t", "b")
+        assert own == "urn:uuid:1" and plain != own
+        assert [(e.id, e.data) for e in await take(live, 2)] == [(own, "a"), (plain, "b")]
+        assert live.stream_id == plain  # a position: where the stream stands in the log
+        async with broker.subscribe("t", last_event_id="urn:uuid:1") as resumed:
+            await resumed.start()
+            assert resumed.resume == "exact"
+            assert [e.data for e in await take(resumed, 1)] == ["b"]
+        await publish_all(broker, "t", ["c", "d", "e"])  # urn:uuid:1 trimmed: forgotten too
+        assert await broker.backend.find(own) is None
+        async with broker.subscribe("t", last_event_id="urn:uuid:1") as resumed:
+            await resumed.start()
+            assert resumed.resume == "malformed"  # neither an own id kept nor a position
+
+
+async def test_earliest_resumes_from_the_oldest_event_kept(make_broker: Any) -> None:
+    async with make_broker(history=2) as broker:
+        await publish_all(broker, "t", ["a", "b", "c"])
+        async with broker.subscribe("t", last_event_id="earliest") as subscription:
+            await subscription.start()
+            assert subscription.resume == "exact"
+            assert [e.data for e in await take(subscription, 2)] == ["b", "c"]
+
+
+async def test_a_private_event_reaches_only_the_subscribers_authorized_for_a_topic(
+    broker: Broker,
+) -> None:
+    async with (
+        broker.subscribe("books.*") as anonymous,
+        broker.subscribe("books.*", private=["users.7.*"]) as seven,
+        broker.subscribe("books.1", private=["*"]) as admin,
+    ):
+        for subscription in (anonymous, seven, admin):
+            await start(subscription)
+        first = await broker.publish(["books.1", "users.7.books"], "for 7", private=True)
+        await broker.publish("books.1", "public")
+        assert [e.data for e in await take(anonymous, 1)] == ["public"]
+        assert [e.data for e in await take(seven, 2)] == ["for 7", "public"]
+        assert [e.data for e in await take(admin, 2)] == ["for 7", "public"]
+    async with broker.subscribe("books.*", last_event_id="earliest") as resumed:
+        assert [e.data for e in await take(resumed, 1)] == ["public"]  # and on resume
+    async with broker.subscribe("books.*", first, private=["users.7.*"]) as resumed:
+        assert [e.data for e in await take(resumed, 1)] == ["public"]  # after its own id
+
+
+class EndsWith:
+    """A matcher of topics (as the hub's URI templates are)."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+
+    def match(self, topic: str) -> bool:
+        return topic.endswith(self.suffix)
+
+    def __hash__(self) -> int:
+        return hash(self.suffix)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, EndsWith) and other.suffix == self.suffix
+
+
+async def test_a_matcher_selects_topics_live_and_on_resume(broker: Broker) -> None:
+    first = await broker.publish("x", "start")
+    async with broker.subscribe([EndsWith(".json"), "plain"]) as live:
+        await start(live)
+        await publish_all(broker, "a.json", ["1"])
+        await publish_all(broker, "a.xml", ["no"])
+        await publish_all(broker, "plain", ["2"])
+        assert [e.data for e in await take(live, 2)] == ["1", "2"]
+    async with broker.subscribe(EndsWith(".json"), last_event_id=first) as resumed:
+        assert [e.data for e in await take(resumed, 1)] == ["1"]
+
+
+async def test_without_a_reset_event_a_stream_goes_on_live_and_says_why(make_broker: Any) -> None:
+    async with make_broker(history=1, reset_event=None) as broker:
+        ids = await publish_all(broker, "t", ["a", "b", "c"])
+        async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
+            await subscription.start()
+            assert subscription.resume == "too-old"
+            await broker.publish("t", "live")
+            assert [e.data for e in await take(subscription, 1)] == ["live"]
 
 
 # --- resume reads the history a page at a time: memory per subscriber bounded by `buffer` ----
@@ -741,28 +834,26 @@ async def test_a_max_age_past_the_epoch_keeps_everything(
 async def test_a_resume_past_this_process_reader_with_drop_oldest_skips_silently(
     redis_server: RedisServer,
 ) -> None:
-    import redis
-
-    from sse_starlette.broker.redis import _PUBLISH
-
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    log = "{" + prefix + "}log"
-    with redis.Redis(port=redis_server.port, decode_responses=True) as other:
-        sha = other.script_load(_PUBLISH)
+    broker = Broker(redis_server.url, prefix=prefix, buffer=2, slow_consumer="drop_oldest")
+    async with broker:
+        backend: Any = broker.backend
+        # This process's reader lags: it holds what it read until released.
+        release, xread = anyio.Event(), backend.redis.xread
 
-        def publish_elsewhere(data: str) -> str:  # another process: this one's loop is busy
-            key = "{" + prefix + "}idempotency:" + uuid.uuid4().hex
-            return str(other.evalsha(sha, 2, log, key, 1000, 0, 5000, "topic", "t", "data", data))
+        async def lagging_xread(*args: Any, **kwargs: Any) -> Any:
+            reply = await xread(*args, **kwargs)
+            await release.wait()
+            return reply
 
-        broker = Broker(redis_server.url, prefix=prefix, buffer=2, slow_consumer="drop_oldest")
-        async with broker, broker.subscribe("other") as watching:
+        backend.redis.xread = lagging_xread
+        async with broker.subscribe("other") as watching:
             await start(watching)
-            backend: Any = broker.backend
-            await wait_for(lambda: backend.read_scope is not None)  # the reader waits in XREAD
-            ids = [publish_elsewhere(f"e{i}") for i in range(6)]  # seen by the client elsewhere
+            ids = await publish_all(broker, "t", [f"e{i}" for i in range(6)])  # seen elsewhere
             async with broker.subscribe("t", last_event_id=ids[-1]) as resumed:
                 await start(resumed)
                 assert resumed._skip is not None  # this process's reader has not read them
+                release.set()
                 await wait_for(lambda: broker._cursor == ids[-1])
                 live = await broker.publish("t", "live")
                 (event,) = await take(resumed, 1)

@@ -26,7 +26,7 @@ from sse_starlette.broker._backend import (
 )
 from sse_starlette.broker._event import BrokerEvent, event_fields
 from sse_starlette.broker._ids import parse_id
-from sse_starlette.broker._routes import Routes, check_topics, selection
+from sse_starlette.broker._routes import Matcher, Routes, check_topics, selection
 from sse_starlette.event import check_sep
 from sse_starlette.sse import EventSourceResponse
 
@@ -46,6 +46,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SlowConsumerPolicy = Literal["disconnect", "drop_oldest"]
+# Topic names and patterns (`chat.*`, `*`), or matchers of topics (`Matcher`).
+Selectors = str | Matcher | Sequence[str | Matcher]
 
 
 @dataclass
@@ -87,7 +89,8 @@ class Broker:
             history when it reconnects) or "drop_oldest" (the oldest buffered events are
             dropped and the subscriber gets a reset event, reason "slow-consumer").
         reset_event: the `event:` type of the reset event sent when a stream cannot resume
-            exactly; its data is JSON `{"reason": ..., "topics": [...]}`.
+            exactly; its data is JSON `{"reason": ..., "topics": [...]}`. None: no reset
+            event (`Subscription.resume` still says why).
         sep: line separator of the encoded events.
         prefix: prefix of the Redis keys (the log is `{<prefix>}log`).
         idempotency_ttl: seconds Redis remembers a publish's `idempotency_key`.
@@ -102,7 +105,7 @@ class Broker:
         max_age: float | None = None,
         buffer: int = 256,
         slow_consumer: SlowConsumerPolicy = "disconnect",
-        reset_event: str = "reset",
+        reset_event: str | None = "reset",
         sep: str = "\r\n",
         prefix: str = "sse:",
         idempotency_ttl: float = 3600.0,
@@ -187,7 +190,12 @@ class Broker:
     # --- publishing --------------------------------------------------------------------------
 
     async def publish(
-        self, topics: str | Sequence[str], event: Any, *, idempotency_key: str | None = None
+        self,
+        topics: str | Sequence[str],
+        event: Any,
+        *,
+        idempotency_key: str | None = None,
+        private: bool = False,
     ) -> str:
         """Store `event` under `topics` (one topic, or several) and hand it to every
         subscriber of any of them, once each; return its id.
@@ -203,6 +211,8 @@ class Broker:
         """
         names = check_topics(topics, "topic")
         fields = event_fields(event, self.sep)
+        if private:
+            fields["private"] = True
         id = await self.backend.publish(names, fields, idempotency_key)
         self.metrics.published += 1
         # Let the subscribers run before the next publish: a publisher in a tight loop would
@@ -211,10 +221,13 @@ class Broker:
         return id
 
     def _deliver(self, event: BrokerEvent) -> bool:
-        self._cursor = event.id
+        self._cursor = event.position
         limit, delivered, overflowing = self.buffer, 0, None
+        private = event.private
         for subscription in self._routes.match(event.topics):
             if subscription._skip is not None and subscription._skipped(event):
+                continue
+            if private and not subscription._may_read(event):
                 continue
             buffer = subscription._buffer
             if len(buffer) >= limit:
@@ -234,16 +247,23 @@ class Broker:
     # --- subscribing -------------------------------------------------------------------------
 
     def subscribe(
-        self, topics: str | Sequence[str], last_event_id: str | None = None
+        self,
+        topics: Selectors,
+        last_event_id: str | None = None,
+        *,
+        private: Selectors | None = None,
     ) -> Subscription:
         """An async iterator of the events of `topics`, after `last_event_id` if given.
 
         `topics` are topic names or patterns: a prefix followed by `*` (`chat.*`), or `*`
-        for every topic. An event published to several of them comes once. Also an async
-        context manager; iterating it as the content of an `EventSourceResponse` closes it
-        when the client leaves.
+        for every topic, or `Matcher`s (a URI template, say). An event published to several
+        of them comes once. `last_event_id` is an event's own id, a log position, or
+        `earliest` (every event kept). A private event comes only if one of its topics is
+        selected by `private` too (the selectors the subscriber is authorized for). Also an
+        async context manager; iterating it as the content of an `EventSourceResponse`
+        closes it when the client leaves.
         """
-        return Subscription(self, topics, last_event_id)
+        return Subscription(self, topics, last_event_id, private)
 
     def response(
         self,
@@ -323,6 +343,7 @@ class Subscription:
     # and every open stream has a subscription.
     __slots__ = (
         "_attached",
+        "_authorized",
         "_buffer",
         "_closed",
         "_counted",
@@ -336,15 +357,24 @@ class Subscription:
         "_waiter",
         "broker",
         "last_event_id",
+        "resume",
         "topics",
     )
 
     def __init__(
-        self, broker: Broker, topics: str | Sequence[str], last_event_id: str | None
+        self,
+        broker: Broker,
+        topics: Selectors,
+        last_event_id: str | None,
+        private: Selectors | None = None,
     ) -> None:
         self.broker = broker
         self.topics = check_topics(topics, "selector")
         self.last_event_id = last_event_id
+        # None: no last id to resume from; "exact"; or why not (the reset's reason).
+        self.resume: str | None = None
+        # Whether a private event's topics are some the subscriber is authorized for.
+        self._authorized = None if private is None else selection(check_topics(private, "selector"))
         self._position = ""  # the id of the last event handed out (or where it started)
         self._pending: list[BrokerEvent] = []  # a reset event, before anything else
         self._buffer: deque[BrokerEvent] = deque()
@@ -380,13 +410,24 @@ class Subscription:
         """Stop receiving events; the iteration ends."""
         self._end()
 
+    async def start(self) -> None:
+        """Attach now and look up the last event id, rather than at the first read: then
+        `resume` says whether the stream resumes exactly (a response header can tell)."""
+        if not self._started:
+            await self._start()
+
+    def _may_read(self, event: BrokerEvent) -> bool:
+        """A private event goes only to a subscriber authorized for one of its topics."""
+        return self._authorized is not None and self._authorized(event.topics)
+
     async def __anext__(self) -> BrokerEvent:
         if not self._started:
             await self._start()
         while True:
             if self._dropped and self._replay is None:  # after the history: ids never go back
                 self._dropped = False
-                return self._reset("slow-consumer")
+                if self.broker.reset_event is not None:
+                    return self._reset("slow-consumer")
             if self._pending:
                 return self._pending.pop()
             if self._replay is not None:
@@ -403,13 +444,13 @@ class Subscription:
                 continue
             if self._skip is not None and self._skipped(event):
                 continue
-            self._position = event.id
+            self._position = event.position
             return event
 
     def _skipped(self, event: BrokerEvent) -> bool:
         """Whether `event` was handed out before the client reconnected here (the id it
         resumes from is past this process's reader); the first later one ends the skip."""
-        if parse_id(event.id) <= self._skip:  # type: ignore[operator]
+        if parse_id(event.position) <= self._skip:  # type: ignore[operator]
             return True
         self._skip = None
         return False
@@ -438,12 +479,22 @@ class Subscription:
         if broker._state == "new":
             self._end()
             raise RuntimeError("the broker is not started: use `async with broker:`")
+        # Where to resume from, looked up before attaching: nothing may be delivered to this
+        # stream between its attaching and its knowing what it has seen already.
+        after, failure = None, "error"
+        if self.last_event_id is not None:
+            try:
+                after = await self._resolve(self.last_event_id)
+            except ResumeReset as reset:
+                failure = reset.reason
+            except Exception:
+                logger.exception("stream of %s could not look up its last id", self._names())
         try:
             cursor = await broker._attach(self)
         except Exception:
             # Never a 500 for what the backend did: the stream ends cleanly, the client
             # reconnects and resumes from its last id.
-            logger.exception("stream of %s could not start; ended", list(self.topics))
+            logger.exception("stream of %s could not start; ended", self._names())
             self._end()
             return
         if cursor is None:  # the broker stopped: no events will come
@@ -459,20 +510,34 @@ class Subscription:
         if self.last_event_id is None:
             return
         broker.metrics.resumes += 1
-        pair = parse_id(self.last_event_id)
-        if pair is None:
-            self._reset_resume("malformed")
+        if after is None:
+            self._reset_resume(failure)
             return
-        # As the backend writes them ("0001-2" is "1-2"): ids compare as strings there.
-        after = f"{pair[0]}-{pair[1]}"
+        self.resume = "exact"
         if after == cursor:
             return  # nothing missed
+        pair = parse_id(after)
         if pair > parse_id(cursor):  # type: ignore[operator]
             self._skip = pair
         self._replay = _Replay(after, cursor)
         self._position = after
         # The first page now: an id too old or unknown is answered at once.
         await self._fill(self._replay)
+
+    async def _resolve(self, last_event_id: str) -> str:
+        """The log position to resume after: of the event whose own id it is, or the log
+        position it is, or for `earliest` the one before the oldest event kept."""
+        backend = self.broker.backend
+        if last_event_id == "earliest":
+            return await backend.oldest()
+        position = await backend.find(last_event_id)
+        if position is not None:
+            return position
+        pair = parse_id(last_event_id)
+        if pair is None:
+            raise ResumeReset("malformed")
+        # As the backend writes them ("0001-2" is "1-2"): ids compare as strings there.
+        return f"{pair[0]}-{pair[1]}"
 
     async def _fill(self, replay: _Replay) -> bool:
         """Read the next page of history; False: the resume was reset instead."""
@@ -488,15 +553,18 @@ class Subscription:
             # The backend failed reading the history: a reset, and the stream goes on live,
             # rather than a broken stream the client re-enters for ever.
             logger.exception(
-                "stream of %s could not read the history after %r", list(self.topics), replay.after
+                "stream of %s could not read the history after %r", self._names(), replay.after
             )
             self._reset_resume("error")
             return False
-        replay.done = len(page) < broker.buffer or page[-1].id == replay.upto
+        replay.done = len(page) < broker.buffer or page[-1].position == replay.upto
         if page:
-            replay.after = page[-1].id
+            replay.after = page[-1].position
         wanted = selection(self.topics)
-        replay.page.extend(event for event in page if wanted(event.topics))
+        replay.page.extend(
+            event for event in page
+            if wanted(event.topics) and (not event.private or self._may_read(event))
+        )  # fmt: skip
         if not replay.page and replay.done:
             self._replay = None
         return True
@@ -519,29 +587,36 @@ class Subscription:
         """The resume cannot be exact: one reset event, then live events."""
         if self._closed:
             return
+        self.resume = reason
         self.broker.metrics.resets += 1
         logger.info(
             "stream of %s cannot resume from %r: %s",
-            list(self.topics), self.last_event_id, reason,
+            self._names(), self.last_event_id, reason,
         )  # fmt: skip
         if self._replay is not None:
             self._position = self._replay.upto  # live events follow on from there
             self._replay = None
         self._skip = None
-        self._pending.append(self._reset(reason))
+        if self.broker.reset_event is not None:
+            self._pending.append(self._reset(reason))
 
     def _reset(self, reason: str) -> BrokerEvent:
-        data = json.dumps({"reason": reason, "topics": self.topics}, separators=(",", ":"))
+        data = json.dumps({"reason": reason, "topics": self._names()}, separators=(",", ":"))
         return BrokerEvent(
             (), self.stream_id, data, event=self.broker.reset_event, sep=self.broker.sep
         )
+
+    def _names(self) -> list[str]:
+        return [
+            selector if isinstance(selector, str) else str(selector) for selector in self.topics
+        ]
 
     def _overflow(self, event: BrokerEvent) -> None:
         """The subscriber fell `buffer` events behind (called while delivering `event`)."""
         broker = self.broker
         if broker.slow_consumer == "disconnect":
             broker.metrics.slow_consumer_disconnects += 1
-            logger.info("slow consumer of %s disconnected at %s", list(self.topics), self.stream_id)
+            logger.info("slow consumer of %s disconnected at %s", self._names(), self.stream_id)
             self._end()
             if self._on_dropped is not None:
                 self._on_dropped()
@@ -551,7 +626,7 @@ class Subscription:
         dropped = self._buffer.popleft()
         if self._replay is None:
             # (While the history is replayed the position follows it; the reset comes after.)
-            self._position = dropped.id
+            self._position = dropped.position
         self._dropped = True
         self._buffer.append(event)
 

@@ -66,8 +66,9 @@ class Backend(Protocol):
     async def publish(
         self, topics: tuple[str, ...], fields: dict[str, Any], idempotency_key: str | None
     ) -> str:
-        """Store the event under all of `topics` at once and return its id; raise if it was
-        not stored.
+        """Store the event under all of `topics` at once and return its id (its own `id`
+        field if it has one, else its position in the log); raise if it was not stored.
+        A `private` field (True) is stored with it.
 
         An event published again under an `idempotency_key` the backend still remembers is
         not stored again: the id it got the first time is returned.
@@ -76,6 +77,14 @@ class Backend(Protocol):
 
     async def position(self) -> str:
         """The id of the log's last event (or its starting position when it has none)."""
+        ...
+
+    async def find(self, id: str) -> str | None:
+        """The position of the kept event published with this own id; None if there is none."""
+        ...
+
+    async def oldest(self) -> str:
+        """The position just before the oldest event kept: a resume from it gets them all."""
         ...
 
     async def history(self, after: str, upto: str, limit: int) -> list[BrokerEvent]:

@@ -1,7 +1,8 @@
 """Which subscribers an event goes to: topic names, and selectors that name or match them.
 
-A selector is a topic name, or a prefix followed by `*` (`chat.*`; `*` alone: every topic).
-A `*` elsewhere in a name is an ordinary character.
+A selector is a topic name, or a prefix followed by `*` (`chat.*`; `*` alone: every topic),
+or a `Matcher`: an object that tells the topics it selects (the hub's URI templates). A `*`
+elsewhere in a name is an ordinary character.
 """
 
 from __future__ import annotations
@@ -9,20 +10,34 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Routes", "check_topics", "matches", "selection"]
+__all__ = ["Matcher", "Routes", "check_topics", "matches", "selection"]
 
 S = TypeVar("S")
 
 
-def check_topics(topics: str | Sequence[str], what: str) -> tuple[str, ...]:
-    """`topics` as a tuple of distinct names, in the order given; ValueError/TypeError for
-    what cannot be stored and matched exactly (`what`: "topic" or "selector")."""
-    names = [topics] if isinstance(topics, str) else list(topics)
+@runtime_checkable
+class Matcher(Protocol):
+    """A selector that is not a name or a prefix: equal matchers must hash equal, so that a
+    process checks each distinct one once per event, whatever the number of subscribers."""
+
+    def match(self, topic: str) -> bool: ...
+
+    def __hash__(self) -> int: ...
+
+
+def check_topics(topics: Any, what: str) -> tuple[Any, ...]:
+    """`topics` as a tuple of distinct names (or, for selectors, matchers), in the order
+    given; ValueError/TypeError for what cannot be stored and matched exactly (`what`:
+    "topic" or "selector")."""
+    single = isinstance(topics, str) or (what == "selector" and isinstance(topics, Matcher))
+    names = [topics] if single else list(topics)
     if not names:
         raise ValueError(f"name at least one {what}")
     for name in names:
+        if what == "selector" and isinstance(name, Matcher) and not isinstance(name, str):
+            continue
         if not isinstance(name, str):
             raise TypeError(f"a {what} must be a str, got {type(name).__name__}")
         if not name:
@@ -39,15 +54,17 @@ def check_topics(topics: str | Sequence[str], what: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def matches(selector: str, topics: Iterable[str]) -> bool:
+def matches(selector: str | Matcher, topics: Iterable[str]) -> bool:
     """Whether `selector` names or matches one of `topics`."""
+    if not isinstance(selector, str):
+        return any(selector.match(topic) for topic in topics)
     if selector.endswith("*"):
         prefix = selector[:-1]
         return any(topic.startswith(prefix) for topic in topics)
     return selector in topics
 
 
-def selection(selectors: Iterable[str]) -> Callable[[Sequence[str]], bool]:
+def selection(selectors: Iterable[str | Matcher]) -> Callable[[Sequence[str]], bool]:
     """Whether one of `selectors` names or matches one of an event's topics, indexed as
     `Routes` is: the cost per event does not grow with the number of selectors."""
     routes: Routes[bool] = Routes()
@@ -62,7 +79,7 @@ class Routes(Generic[S]):
     prefix length in use: not one per subscriber or per pattern.
     """
 
-    __slots__ = ("_counts", "_lengths", "exact", "prefixes")
+    __slots__ = ("_counts", "_lengths", "exact", "matchers", "prefixes")
 
     def __init__(self) -> None:
         self.exact: dict[str, set[S]] = {}
@@ -71,11 +88,12 @@ class Routes(Generic[S]):
         # as prefixes come and go, in time independent of how many there are.
         self._lengths: list[int] = []
         self._counts: Counter[int] = Counter()
+        self.matchers: dict[Matcher, set[S]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self.exact or self.prefixes)
+        return bool(self.exact or self.prefixes or self.matchers)
 
-    def add(self, subscriber: S, selectors: Iterable[str]) -> None:
+    def add(self, subscriber: S, selectors: Iterable[str | Matcher]) -> None:
         for selector in selectors:
             table, key = self._place(selector)
             subscribers = table.get(key)
@@ -87,7 +105,7 @@ class Routes(Generic[S]):
                         bisect.insort(self._lengths, len(key))
             subscribers.add(subscriber)
 
-    def remove(self, subscriber: S, selectors: Iterable[str]) -> None:
+    def remove(self, subscriber: S, selectors: Iterable[str | Matcher]) -> None:
         for selector in selectors:
             table, key = self._place(selector)
             subscribers = table.get(key)
@@ -104,7 +122,7 @@ class Routes(Generic[S]):
     def match(self, topics: Sequence[str]) -> Iterable[S]:
         """Every subscriber an event of `topics` goes to, each once."""
         exact, prefixes = self.exact, self.prefixes
-        if len(topics) == 1 and not prefixes:  # the common case: no set to build
+        if len(topics) == 1 and not prefixes and not self.matchers:  # no set to build
             return exact.get(topics[0], ())
         found: set[S] = set()
         for topic in topics:
@@ -117,9 +135,14 @@ class Routes(Generic[S]):
                 subscribers = prefixes.get(topic[:length])
                 if subscribers:
                     found.update(subscribers)
+        for matcher, subscribers in self.matchers.items():
+            if any(matcher.match(topic) for topic in topics):
+                found.update(subscribers)
         return found
 
-    def _place(self, selector: str) -> tuple[dict[str, set[S]], str]:
+    def _place(self, selector: str | Matcher) -> tuple[dict[Any, set[S]], Any]:
+        if not isinstance(selector, str):
+            return self.matchers, selector
         if selector.endswith("*"):
             return self.prefixes, selector[:-1]
         return self.exact, selector

@@ -32,6 +32,7 @@ class MemoryBackend:
         # The idempotency keys of the events kept, with their topics (as on Redis: a key
         # names one publish to those topics): remembered as long as their event is.
         self.keys: dict[_Key, str] = {}
+        self.ids: dict[str, int] = {}  # events' own ids -> their counter, while kept
         self.trimmed_upto = 0  # the counter of the last event no longer kept
         self.deliver: Deliver | None = None
 
@@ -54,17 +55,29 @@ class MemoryBackend:
         if key is not None and key in self.keys:
             return self.keys[key]
         self.counter += 1
-        id = f"{self.epoch}-{self.counter}"
-        event = BrokerEvent(topics, id, sep=self.sep, **fields)
+        position = f"{self.epoch}-{self.counter}"
+        fields = dict(fields)
+        own = fields.pop("id", None)
+        event = BrokerEvent(topics, own or position, sep=self.sep, position=position, **fields)
         self.events.append((self.counter, time.monotonic(), event, key))
         if key is not None:
-            self.keys[key] = id
+            self.keys[key] = event.id
+        if own is not None:
+            self.ids[own] = self.counter
         self._trim()
         self.deliver(event)
-        return id
+        return event.id
 
     async def position(self) -> str:
         return f"{self.epoch}-{self.counter}"
+
+    async def find(self, id: str) -> str | None:
+        counter = self.ids.get(id)
+        return None if counter is None else f"{self.epoch}-{counter}"
+
+    async def oldest(self) -> str:
+        self._trim()
+        return f"{self.epoch}-{self.trimmed_upto}"
 
     async def history(self, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         position = parse_id(after)
@@ -88,9 +101,11 @@ class MemoryBackend:
         while len(events) > self.history_length or (
             self.max_age is not None and events and events[0][1] < time.monotonic() - self.max_age
         ):
-            self.trimmed_upto, _, _, key = events.popleft()
+            self.trimmed_upto, _, event, key = events.popleft()
             if key is not None:
                 self.keys.pop(key, None)
+            if event.id != event.position and self.ids.get(event.id) == self.trimmed_upto:
+                del self.ids[event.id]
 
     def watch(self, cursor: str) -> None:
         pass  # publish() delivers in-process already

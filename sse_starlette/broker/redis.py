@@ -68,24 +68,50 @@ _PAGES_KEPT = 16  # full pages of history kept for the next resuming subscriber
 # leaves one (at 10,000 publishes/s, 50,000 keys of about 100 bytes).
 _OWN_KEY_MS = 5_000
 
-# KEYS[1]: the log; KEYS[2]: the publish's idempotency key. ARGV: max length, max
-# age in ms (0: none), the idempotency key's lifetime in ms, then field/value pairs.
+# KEYS[1]: the log; KEYS[2]: the publish's idempotency key; KEYS[3]: the hash of events' own
+# ids -> their position. ARGV: max length, max age in ms (0: none), the idempotency key's
+# lifetime in ms, the event's own id ("": none), then field/value pairs.
 # An event published again under a key Redis still holds is not added: the first id returns.
+# The own ids of entries trimmed are forgotten with them: the hash is as long as the log.
 _PUBLISH = """
 local seen = redis.call('GET', KEYS[2])
 if seen then return seen end
+local indexed = redis.call('EXISTS', KEYS[3]) == 1
+local function forget(entries)
+  for _, entry in ipairs(entries) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'id' and redis.call('HGET', KEYS[3], fields[i + 1]) == entry[1] then
+        redis.call('HDEL', KEYS[3], fields[i + 1])
+      end
+    end
+  end
+end
+local excess = redis.call('XLEN', KEYS[1]) + 1 - tonumber(ARGV[1])
+if indexed and excess > 0 then
+  forget(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess))
+end
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local prev = '0-0'
 if #last > 0 then prev = last[1][1] end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 4))
-redis.call('SET', KEYS[2], id, 'PX', ARGV[3])
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 5))
+local answer = id
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[4], id)
+  answer = ARGV[4]
+end
+redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
 local age = tonumber(ARGV[2])
 if age > 0 then
   local now = redis.call('TIME')
   local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age
-  if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', oldest)) end
+  if oldest > 0 then
+    oldest = string.format('%d', oldest)
+    if indexed or ARGV[4] ~= '' then forget(redis.call('XRANGE', KEYS[1], '-', '(' .. oldest)) end
+    redis.call('XTRIM', KEYS[1], 'MINID', oldest)
+  end
 end
-return id
+return answer
 """
 
 
@@ -117,6 +143,7 @@ class RedisBackend:
         self.block_ms = block_ms
         # The hash tag keeps every key of the broker in one cluster slot (see the docstring).
         self.log = "{" + prefix + "}log"
+        self.ids = "{" + prefix + "}ids"
         self.cluster = url.startswith(("redis+cluster://", "rediss+cluster://"))
         self.redis: Any
         if self.cluster:
@@ -160,13 +187,13 @@ class RedisBackend:
         named = json.dumps([topics, idempotency_key])
         key = "{" + self.prefix + "}idempotency:" + hashlib.sha256(named.encode()).hexdigest()
         max_age_ms = 0 if self.max_age is None else max(1, int(self.max_age * 1000))
-        args: list[Any] = [self.history_length, max_age_ms, ttl]
+        args: list[Any] = [self.history_length, max_age_ms, ttl, fields.get("id", "")]
         if len(topics) == 1:
             args += ["topic", topics[0]]
         else:
             args += ["topics", json.dumps(topics, ensure_ascii=False)]
         for name, value in fields.items():
-            args += [name, value]
+            args += [name, "1" if value is True else value]
         what = f"event for {_named(topics)}"
         sent: Exception | None = None  # an attempt that may have reached Redis
         refused: Exception | None = None
@@ -175,7 +202,8 @@ class RedisBackend:
                 async with self._connection() as connection:
                     started = time.monotonic()
                     try:
-                        return str(await self._evaluate(connection, [self.log, key], args))
+                        keys = [self.log, key, self.ids]
+                        return str(await self._evaluate(connection, keys, args))
                     except _UNAVAILABLE as exc:
                         await connection.disconnect()
                         # The key must outlive the first try for the second to be safe.
@@ -249,6 +277,14 @@ class RedisBackend:
         last = await self._retrying(self.redis.xrevrange, self.log, "+", "-", count=1)
         return str(last[0][0]) if last else "0-0"
 
+    async def find(self, id: str) -> str | None:
+        position = await self._retrying(self.redis.hget, self.ids, id)
+        return None if position is None else str(position)
+
+    async def oldest(self) -> str:
+        first = await self._retrying(self.redis.xrange, self.log, "-", "+", count=1)
+        return str(first[0][1].get("prev", "0-0")) if first else await self.position()
+
     async def history(self, after: str, upto: str, limit: int) -> list[BrokerEvent]:
         position, end = parse_id(after), parse_id(upto)
         if position is None:
@@ -261,7 +297,7 @@ class RedisBackend:
                 raise ResumeReset("unknown")
             return []
         future, page = await self._page(after, limit)
-        while len(page) < limit and (not page or parse_id(page[-1][1].id) < end):  # type: ignore[operator]
+        while len(page) < limit and (not page or parse_id(page[-1][1].position) < end):  # type: ignore[operator]
             # A short page ending before `upto` was read (for another subscriber) before
             # events this one has been promised were stored: read it again, for all.
             future, page = await self._page(after, limit, stale=future)
@@ -269,7 +305,7 @@ class RedisBackend:
         # were trimmed in between (one COUNT-bounded read tells, not the whole range).
         if not page or page[0][0] != after:
             raise ResumeReset("too-old")
-        return [event for _, event in page if parse_id(event.id) <= end]  # type: ignore[operator]
+        return [event for _, event in page if parse_id(event.position) <= end]  # type: ignore[operator]
 
     async def _page(
         self, after: str, limit: int, *, stale: asyncio.Future[Any] | None = None
@@ -376,12 +412,14 @@ class RedisBackend:
         retry = fields.get("retry")
         return BrokerEvent(
             topics,
-            id,
+            fields.get("id") or id,
             fields.get("data"),
             event=fields.get("event"),
             retry=None if retry is None else int(retry),
             comment=fields.get("comment"),
             sep=self.sep,
+            position=id,
+            private="private" in fields,
         )
 
     async def _retrying(self, call: Any, *args: Any, **kwargs: Any) -> Any:
