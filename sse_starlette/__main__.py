@@ -7,6 +7,8 @@ the command line wins. Both serve with uvicorn (`pip install 'sse-starlette[uvic
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import inspect
 import logging
 import os
 import socket
@@ -111,113 +113,89 @@ def _parser() -> argparse.ArgumentParser:
 
     hub = commands.add_parser(
         "hub",
-        help="a standalone publish/subscribe hub (POST /publish, GET /subscribe)",
-        description="A publish/subscribe hub. POST /publish with a JSON body {topic, data, "
-        "event, retry, comment}; GET /subscribe?topic=NAME streams the topic (resumes after "
-        "Last-Event-ID); /metrics (Prometheus), /healthz. Without a JWT key the hub is OPEN: "
-        "anyone may publish and subscribe. See docs/hub.md.",
+        help="a Mercure hub (POST/GET /.well-known/mercure)",
+        description="A Mercure hub (draft-07, as the Go hub 0.x): publish with POST "
+        "/.well-known/mercure (form-encoded, a publisher's JWT), subscribe with GET "
+        "/.well-known/mercure?topic=SELECTOR; /metrics (Prometheus), /healthz. A key value "
+        "starting with @ is read from that file. See docs/hub.md.",
     )
     _add_server_options(hub, "SSE_HUB")
-    broker = hub.add_argument_group("events")
+    events = hub.add_argument_group("events (the broker)")
     _add(
-        broker,
+        events,
         "--redis",
         "SSE_HUB_REDIS",
-        "Redis URL (redis://, rediss://, unix://): hub processes on it act as one; "
-        "default: in memory, one process",
+        "Redis URL (redis://, rediss://, unix://, redis+cluster://): hub processes on it act "
+        "as one; default: in memory, one process",
         metavar="URL",
     )
-    _add(broker, "--redis-prefix", "SSE_HUB_REDIS_PREFIX", "prefix of the Redis keys", "sse:")
-    _add(
-        broker,
-        "--history",
-        "SSE_HUB_HISTORY",
-        "events kept per topic for resuming",
-        1000,
-        type=_positive_int,
-    )
-    _add(
-        broker,
-        "--max-age",
-        "SSE_HUB_MAX_AGE",
-        "seconds events are kept for resuming (default: no age limit)",
-        type=_seconds,
-    )
-    _add(
-        broker,
-        "--buffer",
-        "SSE_HUB_BUFFER",
-        "events a subscriber may fall behind before --slow-consumer applies",
-        256,
-        type=_positive_int,
-    )
-    _add(
-        broker,
-        "--slow-consumer",
-        "SSE_HUB_SLOW_CONSUMER",
-        "disconnect: end the stream, the client resumes from history; "
-        "drop_oldest: drop events and send a reset event",
-        "disconnect",
-        choices=["disconnect", "drop_oldest"],
-    )
-    _add(
-        broker,
-        "--max-payload",
-        "SSE_HUB_MAX_PAYLOAD",
-        "largest publish body in bytes (larger: 413)",
-        65536,
-        type=_positive_int,
-    )
-    _add(
-        broker,
-        "--ping",
-        "SSE_HUB_PING",
-        "seconds between keep-alive comments (0: none)",
-        15.0,
-        type=_seconds,
-    )
-    _add(
-        broker,
-        "--send-timeout",
-        "SSE_HUB_SEND_TIMEOUT",
-        "seconds a write may block before the stream is dropped (0: no limit)",
-        30.0,
-        type=_seconds,
-    )
-    auth = hub.add_argument_group("access")
-    _add(
-        auth,
-        "--jwt-key",
-        "SSE_HUB_JWT_KEY",
-        "HS256 secret that signs the tokens",
-        secret=True,
-        metavar="SECRET",
-    )
-    _add(
-        auth,
-        "--jwt-public-key-file",
-        "SSE_HUB_JWT_PUBLIC_KEY_FILE",
-        "PEM file of the public key that verifies RS256 tokens",
-        metavar="PATH",
-    )
-    _add(auth, "--jwt-audience", "SSE_HUB_JWT_AUDIENCE", "tokens must carry this 'aud' claim")
-    _add(auth, "--jwt-cookie", "SSE_HUB_JWT_COOKIE", "cookie that may carry the token", "sse_token")
-    origins = os.environ.get("SSE_HUB_CORS_ORIGINS", "")
-    auth.add_argument(
-        "--cors-origin",
-        action="append",
-        default=[origin.strip() for origin in origins.split(",") if origin.strip()],
-        metavar="ORIGIN",
-        help="origin whose pages may call the hub; repeat for several, '*' for any "
-        "[env SSE_HUB_CORS_ORIGINS, comma-separated]",
-    )
-    auth.add_argument(
-        "--access-log",
-        action="store_true",
-        default=_env_flag("SSE_HUB_ACCESS_LOG"),
-        help="log every request, not just stream open/close [env SSE_HUB_ACCESS_LOG=1]",
-    )
+    for name, flag, help, kind in _BROKER_OPTIONS:
+        _add(events, flag, "SSE_HUB_" + flag[2:].replace("-", "_").upper(), help,
+             _BROKER_DEFAULTS[name], dest=name, **kind)  # fmt: skip
+    settings = hub.add_argument_group("access and limits")
+    from sse_starlette.hub.settings import HubSettings
+
+    for setting in HubSettings.fields():
+        _add_setting(settings, setting)
     return parser
+
+
+# The broker's options the hub command offers, with the broker's own defaults.
+_BROKER_OPTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("history", "--history", "updates kept for resuming", {"type": _positive_int}),
+    ("max_age", "--max-age", "seconds updates are kept for resuming (default: no limit)",
+     {"type": _seconds}),
+    ("buffer", "--buffer", "updates a subscriber may fall behind", {"type": _positive_int}),
+    ("slow_consumer", "--slow-consumer", "disconnect: end the stream (the client resumes); "
+     "drop_oldest: drop updates", {"choices": ["disconnect", "drop_oldest"]}),
+    ("prefix", "--redis-prefix", "prefix of the Redis keys", {}),
+]  # fmt: skip
+
+
+def _broker_defaults() -> dict[str, Any]:
+    from sse_starlette.broker import Broker
+
+    parameters = inspect.signature(Broker).parameters
+    return {name: parameters[name].default for name, *_ in _BROKER_OPTIONS}
+
+
+_BROKER_DEFAULTS = _broker_defaults()
+
+
+def _add_setting(group: argparse._ArgumentGroup, setting: dataclasses.Field[Any]) -> None:
+    """One `HubSettings` field as a flag and an environment variable, typed by its default."""
+    flag = "--" + setting.name.replace("_", "-")
+    env = "SSE_HUB_" + setting.name.upper()
+    help, secret, default = setting.metadata["help"], setting.metadata["secret"], setting.default
+    if isinstance(default, bool):
+        value = os.environ.get(env)
+        group.add_argument(
+            flag,
+            action=argparse.BooleanOptionalAction,
+            default=default if value in (None, "") else _env_flag(env),
+            help=f"{help} [env {env}=1/0, default: {'on' if default else 'off'}]",
+        )
+    elif isinstance(default, tuple):
+        values = [v.strip() for v in os.environ.get(env, "").split(",") if v.strip()]
+        help = f"{help}; repeat for several [env {env}, comma-separated]"
+        group.add_argument(flag, action="append", default=values, metavar="ORIGIN", help=help)
+    elif isinstance(default, int):
+        _add(group, flag, env, help, default, type=_positive_int)
+    elif isinstance(default, float):
+        _add(group, flag, env, help, default, type=_seconds)
+    else:
+        _add(group, flag, env, help, default, secret=secret, type=_text_or_file)
+
+
+def _text_or_file(value: str) -> str:
+    """A value, or with `@path` the contents of that file (a PEM key, say)."""
+    if not value.startswith("@"):
+        return value
+    try:
+        with open(value[1:], encoding="utf-8") as file:
+            return file.read()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {exc}") from None
 
 
 def _listening_socket(host: str, port: int, fd: int | None) -> socket.socket:
@@ -292,41 +270,26 @@ def _demo(options: argparse.Namespace) -> int:
 def _hub(options: argparse.Namespace) -> int:
     from sse_starlette.broker import Broker
     from sse_starlette.hub import create_hub
+    from sse_starlette.hub.settings import HubSettings
 
     def make_app(url: str) -> Starlette:
-        public_key = None
-        if options.jwt_public_key_file:
-            with open(options.jwt_public_key_file, encoding="utf-8") as file:
-                public_key = file.read()
         broker = Broker(
             options.redis or "memory://",
-            history=options.history,
-            max_age=options.max_age,
-            buffer=options.buffer,
-            slow_consumer=options.slow_consumer,
-            prefix=options.redis_prefix,
+            **{name: getattr(options, name) for name, *_ in _BROKER_OPTIONS},
         )
-        return create_hub(
-            broker,
-            jwt_secret=options.jwt_key or None,
-            jwt_public_key=public_key,
-            jwt_audience=options.jwt_audience or None,
-            cookie_name=options.jwt_cookie,
-            max_payload=options.max_payload,
-            ping=options.ping,
-            send_timeout=options.send_timeout or None,
-            cors_origins=options.cors_origin,
-        )
+        settings = {field.name: getattr(options, field.name) for field in HubSettings.fields()}
+        settings["cors_origins"] = tuple(settings["cors_origins"])
+        settings["publish_origins"] = tuple(settings["publish_origins"])
+        return create_hub(broker, **settings)
 
     def announce(url: str) -> str:
-        open_mode = not (options.jwt_key or options.jwt_public_key_file)
         return (
-            f"sse-starlette hub on {url}: POST {url}/publish, GET {url}/subscribe?topic=NAME, "
-            f"{url}/metrics, {url}/healthz"
-            + ("\nOPEN MODE: no JWT key, anyone may publish and subscribe" if open_mode else "")
+            f"sse-starlette Mercure hub on {url} (publish and subscribe at "
+            f"/.well-known/mercure; /metrics, /healthz)"
         )
 
-    return _serve(make_app, options, announce, access_log=options.access_log)
+    # The hub logs its own access lines, without query strings: tokens travel there.
+    return _serve(make_app, options, announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

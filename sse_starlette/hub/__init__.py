@@ -1,0 +1,222 @@
+"""A Mercure hub (draft-07, as the Go hub 0.x speaks it) on the broker: `create_hub()`.
+
+    POST /.well-known/mercure   publish an update (form-encoded; a publisher's token)
+    GET  /.well-known/mercure   subscribe: ?topic=<selector> (repeatable), text/event-stream
+    GET  /metrics               Prometheus text format
+    GET  /healthz               200, or 503 when the broker's backend is unavailable
+
+Events go through a `Broker`: in memory for one process, on Redis (or a Redis Cluster) for
+several processes and hosts that act as one hub. See docs/hub.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from sse_starlette.broker import Broker, BrokerUnavailableError
+from sse_starlette.hub.access import AccessLog
+from sse_starlette.hub.auth import Claims, Key, Rejected, origin_allowed, read_token
+from sse_starlette.hub.metrics import HubMetrics
+from sse_starlette.hub.publish import parse_update, read_body
+from sse_starlette.hub.selectors import allows, compile_selectors
+from sse_starlette.hub.settings import HubSettings
+from sse_starlette.hub.stream import HubStream
+
+__all__ = ["HubSettings", "create_hub"]
+
+logger = logging.getLogger("sse_starlette.hub")
+
+PATH = "/.well-known/mercure"
+# What the Go hub sends: no cache, anywhere, of a stream or of the token in its URL.
+_NO_CACHE = "private, no-cache, no-store, must-revalidate, max-age=0"
+
+
+class _Hub:
+    """The hub's endpoints, its broker, its keys and its counters."""
+
+    def __init__(self, broker: Broker, settings: HubSettings) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.metrics = HubMetrics(broker.metrics)
+        self.stopping = anyio.Event()
+        options = {"audience": settings.jwt_audience, "leeway": settings.jwt_leeway}
+        publisher = settings.publisher_jwt_key or settings.jwt_key
+        subscriber = settings.subscriber_jwt_key or settings.jwt_key
+        # Keys are read now: a bad key stops the hub at start-up, not at a request.
+        self.publisher_key = None if publisher is None else Key(publisher, **options)  # type: ignore[arg-type]
+        self.subscriber_key = None if subscriber is None else Key(subscriber, **options)  # type: ignore[arg-type]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.publisher_key is None:
+            logger.warning("no publisher key (jwt_key): nobody can publish to this hub")
+        async with self.broker:
+            try:
+                yield
+            finally:
+                self.stopping.set()
+
+    def _refused(self, endpoint: str, rejected: Rejected) -> Response:
+        self.metrics.rejected.labels(endpoint, rejected.reason).inc()
+        headers = {}
+        if rejected.status == 401:
+            # RFC 6750: tell the client which scheme to use, and why its token failed.
+            headers["WWW-Authenticate"] = (
+                'Bearer error="invalid_token"' if rejected.reason == "invalid-token" else "Bearer"
+            )
+        return PlainTextResponse(rejected.message + "\n", rejected.status, headers=headers)
+
+    # --- publish -----------------------------------------------------------------------------
+
+    async def publish(self, request: Request) -> Response:
+        settings = self.settings
+        try:
+            token = read_token(request, settings.cookie_name)
+            if token is None:
+                raise Rejected(401, "missing-token", "publishing needs a token")
+            if self.publisher_key is None:
+                raise Rejected(401, "invalid-token", "this hub has no key for publishers")
+            claims = self.publisher_key.claims(token)
+            if token.source == "cookie" and not origin_allowed(request, settings.publish_origins):
+                # A page of any site could make a browser send the cookie (CSRF).
+                raise Rejected(403, "forbidden-origin", "this origin may not publish")
+            body = await read_body(request, settings.max_body)
+            update = parse_update(request.headers.get("content-type", ""), body, settings)
+            refused = [topic for topic in update.topics if not allows(claims.publish, topic)]
+            if refused:
+                message = f"the token does not allow publishing to {refused[0]!r}"
+                raise Rejected(403, "forbidden", message)
+            try:
+                id = await self.broker.publish(update.topics, update.fields, private=update.private)
+            except (ValueError, TypeError) as exc:
+                raise Rejected(400, "invalid-update", str(exc)) from None
+            except BrokerUnavailableError as exc:
+                raise Rejected(503, "unavailable", str(exc)) from None
+        except Rejected as rejected:
+            return self._refused("publish", rejected)
+        except ClientDisconnect:
+            # The client went away while sending: there is no one to answer.
+            return self._refused("publish", Rejected(400, "client-left", "incomplete body"))
+        self.metrics.published.inc()
+        return PlainTextResponse(id)
+
+    # --- subscribe ---------------------------------------------------------------------------
+
+    async def subscribe(self, request: Request) -> Response:
+        settings = self.settings
+        try:
+            texts = request.query_params.getlist("topic")
+            if not texts or not all(texts):
+                raise Rejected(400, "bad-request", "missing topic: ?topic=<selector>")
+            if len(texts) > settings.max_selectors:
+                message = f"a subscription has at most {settings.max_selectors} selectors"
+                raise Rejected(400, "too-many-selectors", message)
+            claims = self._subscriber(request)
+        except Rejected as rejected:
+            return self._refused("subscribe", rejected)
+        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
+            "lastEventID"
+        )
+        private = claims.subscribe if claims is not None and claims.subscribe else None
+        subscription = self.broker.subscribe(
+            compile_selectors(texts), last_event_id, private=private
+        )
+        # Attached and resumed now: the Last-Event-ID response header says from where.
+        await subscription.start()
+        headers = {"Cache-Control": _NO_CACHE, "X-Accel-Buffering": "no"}
+        if last_event_id is not None:
+            exact = subscription.resume == "exact"
+            headers["Last-Event-ID"] = last_event_id if exact else "earliest"
+        return HubStream(
+            subscription,
+            self.metrics,
+            headers=headers,
+            expires=None if claims is None else claims.expires,
+            ping=settings.ping,
+            send_timeout=settings.send_timeout or None,
+            stopping=self.stopping,
+        )
+
+    def _subscriber(self, request: Request) -> Claims | None:
+        """The subscriber's claims; None: anonymous (public updates only)."""
+        token = read_token(request, self.settings.cookie_name)
+        if token is None:
+            if not self.settings.anonymous:
+                raise Rejected(401, "missing-token", "subscribing needs a token")
+            return None
+        if self.subscriber_key is None:
+            raise Rejected(401, "invalid-token", "this hub has no key for subscribers")
+        return self.subscriber_key.claims(token)
+
+    # --- health, metrics, index --------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        problem = await self.broker.backend.health()
+        if problem is not None:
+            return JSONResponse({"status": "unavailable", "error": problem}, 503)
+        return JSONResponse({"status": "ok"})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(self.metrics.text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def index(self, request: Request) -> Response:
+        return PlainTextResponse(
+            "sse-starlette Mercure hub\n\n"
+            f"POST {PATH}   publish (form: topic, data, private, id, type, retry)\n"
+            f"GET  {PATH}   subscribe: ?topic=<selector> (repeatable)\n"
+            "GET  /metrics   Prometheus text format\n"
+            "GET  /healthz\n"
+        )
+
+
+def create_hub(broker: Broker | None = None, **settings: Any) -> Starlette:
+    """The hub as a Starlette app; its lifespan starts and stops `broker`.
+
+    Args:
+        broker: where updates go (default: `Broker()`, in memory). A `Broker("redis://...")`
+            makes every hub process on that Redis act as one hub.
+        settings: the fields of `HubSettings` (keys, limits, CORS...): see docs/hub.md.
+    """
+    config = HubSettings(**settings)
+    broker = broker if broker is not None else Broker()
+    broker.reset_event = None  # Mercure has no reset event: the Last-Event-ID header tells
+    hub = _Hub(broker, config)
+    middleware = [Middleware(AccessLog)]
+    if config.cors_origins:
+        any_origin = "*" in config.cors_origins
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Cache-Control"],
+                expose_headers=["Last-Event-ID"],
+                # Credentials (the token cookie) only for origins named: with `*` Starlette
+                # would reflect any origin and let every site read cookie-authorized streams.
+                allow_credentials=not any_origin,
+            )
+        )
+    app = Starlette(
+        routes=[
+            Route("/", hub.index),
+            Route(PATH, hub.subscribe, methods=["GET"]),
+            Route(PATH, hub.publish, methods=["POST"]),
+            Route("/metrics", hub.prometheus),
+            Route("/healthz", hub.healthz),
+        ],
+        middleware=middleware,
+        lifespan=hub.lifespan,
+    )
+    app.state.hub = hub
+    return app
