@@ -467,6 +467,21 @@ async def test_a_several_topics_resume_over_many_pages_is_in_publish_order(
     assert [(e.id, e.data) for e in resumed] == published
 
 
+def count_xrange(broker: Broker) -> list[int]:
+    """From now on, the number of entries of every XRANGE the Redis broker sends."""
+    read: list[int] = []
+    redis: Any = broker.backend.redis  # type: ignore[attr-defined]
+    xrange = redis.xrange
+
+    async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
+        entries = await xrange(*args, **kwargs)
+        read.append(len(entries))
+        return entries
+
+    redis.xrange = counting_xrange
+    return read
+
+
 @asyncio_only
 async def test_an_id_far_behind_reads_one_page_to_find_it_too_old(
     redis_server: RedisServer,
@@ -474,15 +489,7 @@ async def test_an_id_far_behind_reads_one_page_to_find_it_too_old(
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     async with Broker(redis_server.url, prefix=prefix, history=500, buffer=8) as broker:
         await publish_all(broker, "t", [f"e{i}" for i in range(600)])  # 100 trimmed
-        read: list[int] = []
-        xrange = broker.backend.redis.xrange  # type: ignore[attr-defined]
-
-        async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
-            entries = await xrange(*args, **kwargs)
-            read.append(len(entries))
-            return entries
-
-        broker.backend.redis.xrange = counting_xrange  # type: ignore[attr-defined]
+        read = count_xrange(broker)
         async with broker.subscribe("t", last_event_id="1-0") as subscription:
             (reset,) = await take(subscription, 1)
     assert reset_reason(reset) == "too-old"
@@ -519,15 +526,7 @@ async def test_a_later_resume_from_the_same_id_reads_no_page_again(
     prefix = f"t-{uuid.uuid4().hex[:8]}:"
     async with Broker(redis_server.url, prefix=prefix, buffer=8) as broker:
         ids = await publish_all(broker, "t", [f"e{i}" for i in range(20)])  # 8 + 8 + 3
-        read: list[int] = []
-        xrange = broker.backend.redis.xrange  # type: ignore[attr-defined]
-
-        async def counting_xrange(*args: Any, **kwargs: Any) -> Any:
-            entries = await xrange(*args, **kwargs)
-            read.append(len(entries))
-            return entries
-
-        broker.backend.redis.xrange = counting_xrange  # type: ignore[attr-defined]
+        read = count_xrange(broker)
         for _ in range(3):  # one after the other, as a storm's stragglers come
             async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
                 assert [e.id for e in await take(subscription, 19)] == ids[1:]
