@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
+from anyio.streams.memory import MemoryObjectReceiveStream
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -34,6 +35,52 @@ Content = str | bytes | dict[str, Any] | ServerSentEvent | Any
 SyncContentStream = Iterable[Content]
 AsyncContentStream = AsyncIterable[Content]
 ContentStream = AsyncContentStream | SyncContentStream
+
+
+# Items ready together go out in one message (one trip through the middleware's `send`s and
+# one socket write, not one per event), up to this many bytes.
+_BATCH_BYTES = 65_536
+_NOT_READY = object()
+
+
+def _ready_items(iterator: Any) -> Callable[[], Any] | None:
+    """For a producer that can tell, a function returning its next item ready now, without
+    waiting, or `_NOT_READY`: a broker subscription (its backlog, its resume's page) and an
+    anyio memory object stream. A user's generator cannot tell: one message per item."""
+    if isinstance(iterator, MemoryObjectReceiveStream):
+
+        def receive_ready() -> Any:
+            try:
+                return iterator.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return _NOT_READY
+
+        return receive_ready
+    ready = getattr(iterator, "_sse_ready", None)
+    if ready is None:
+        return None
+
+    def subscription_ready() -> Any:
+        item = ready()
+        return _NOT_READY if item is None else item
+
+    return subscription_ready
+
+
+def _with_ready(body: bytes, ready: Callable[[], Any], sep: str) -> bytes:
+    """`body` and the encoded items ready after it, up to `_BATCH_BYTES`."""
+    chunks = None
+    size = len(body)
+    while size < _BATCH_BYTES:
+        item = ready()
+        if item is _NOT_READY:
+            break
+        chunk = ensure_bytes(item, sep)
+        if chunks is None:
+            chunks = [body]
+        chunks.append(chunk)
+        size += len(chunk)
+    return body if chunks is None else b"".join(chunks)
 
 
 class SendTimeoutError(TimeoutError):
@@ -332,16 +379,14 @@ class _Stream:
             if response.ping_interval:
                 helpers.every(response.ping_interval, self._ping)  # until it returns 0
             self.iterating = True
+            ready = _ready_items(response.body_iterator)
             async for item in response.body_iterator:
                 if self.disconnected:
                     return
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "body": ensure_bytes(item, sep),
-                        "more_body": True,
-                    }
-                )
+                body = ensure_bytes(item, sep)
+                if ready is not None:
+                    body = _with_ready(body, ready, sep)
+                await send({"type": "http.response.body", "body": body, "more_body": True})
             self.iterating = False
         except Exception as exc:
             self._fail(exc)

@@ -424,24 +424,40 @@ class Subscription:
         if not self._started:
             await self._start()
         while True:
+            event = self._sse_ready()
+            if event is not None:
+                return event
+            replay = self._replay
+            if replay is not None:  # its page is used up: read the next one
+                if await self._fill(replay) and self._replay is not None:
+                    # Pages may hold nothing for this stream, many in a row: let others run.
+                    await anyio.lowlevel.checkpoint()
+            elif self._closed:
+                raise StopAsyncIteration
+            else:
+                await self._wait()
+
+    def _sse_ready(self) -> BrokerEvent | None:
+        """The next event that needs no waiting, or None: what a response sends together
+        with the one it was handed (a resume's page, a backlog) in one message."""
+        while True:
             if self._dropped and self._replay is None:  # after the history: ids never go back
                 self._dropped = False
                 if self.broker.reset_event is not None:
                     return self._reset("slow-consumer")
             if self._pending:
                 return self._pending.pop()
-            if self._replay is not None:
-                replayed = await self._replayed()
-                if replayed is None:
-                    continue
-                event = replayed
+            replay = self._replay
+            if replay is not None:
+                if not replay.page:
+                    return None
+                event = replay.page.popleft()
+                if not replay.page and replay.done:
+                    self._replay = None
             elif self._buffer:
                 event = self._buffer.popleft()
-            elif self._closed:
-                raise StopAsyncIteration
             else:
-                await self._wait()
-                continue
+                return None
             if self._skip is not None and self._skipped(event):
                 continue
             self._position = event.position
@@ -568,20 +584,6 @@ class Subscription:
         if not replay.page and replay.done:
             self._replay = None
         return True
-
-    async def _replayed(self) -> BrokerEvent | None:
-        """The next missed event, oldest first; None when none is left (or a reset is due)."""
-        replay = self._replay
-        assert replay is not None
-        while not replay.page:
-            if not await self._fill(replay) or self._replay is None:
-                return None
-            # Pages may hold nothing for this stream, many in a row: let others run.
-            await anyio.lowlevel.checkpoint()
-        event = replay.page.popleft()
-        if not replay.page and replay.done:
-            self._replay = None
-        return event
 
     def _reset_resume(self, reason: str) -> None:
         """The resume cannot be exact: one reset event, then live events."""
