@@ -136,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     # The broker and storm scenarios have contenders of their own (broker: and raw); --impl
     # picks among them too.
     brokers = [n for n in scenarios.BROKERS if not args.impl or n in args.impl]
-    stormers = [n for n in scenarios.STORMERS if n in brokers]
-    names = [n for n in args.impl or profile.implementations if n not in scenarios.BROKERS[:-1]]
+    stormers = [n for n in scenarios.STORMERS if not args.impl or n in args.impl]
+    own = {*scenarios.BROKERS[:-1], *scenarios.STORMERS}  # contenders of those two only
+    names = [n for n in args.impl or profile.implementations if n not in own]
     for scenario, contenders in (("broker", brokers), ("storm", stormers)):
         if contenders in ([], ["raw"]):
             if args.scenario and scenario in args.scenario:

@@ -339,7 +339,8 @@ def _broker_fleet(
     return m
 
 
-STORMERS = BROKERS[:-1]  # raw keeps no history: nothing to resume
+# raw keeps no history: nothing to resume; broker-1msg: the memory broker, one message per event
+STORMERS = ("broker", "broker-redis", "broker-1msg")
 STORM_EVENT_BYTES = 200  # data per event: about what an app's JSON message is
 STORM_HISTORY = 10_000  # events the broker keeps: more than any profile's clients miss
 SAMPLE_S = 0.02  # memory is sampled this often during a storm: its peak, not its end

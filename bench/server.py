@@ -72,6 +72,8 @@ IMPLEMENTATIONS = {
         # The broker scenario's contenders (apps/broker.py), beside raw.
         Implementation("broker", ROOT / ".venv/bin/python", "broker:app"),
         Implementation("broker-redis", ROOT / ".venv/bin/python", "broker:app", needs_redis=True),
+        # The storm's baseline: the memory broker sending one message per event.
+        Implementation("broker-1msg", ROOT / ".venv/bin/python", "broker_one_message:app"),
     )
 }
 

@@ -38,8 +38,9 @@ ContentStream = AsyncContentStream | SyncContentStream
 
 
 # Items ready together go out in one message (one trip through the middleware's `send`s and
-# one socket write, not one per event), up to this many bytes.
-_BATCH_BYTES = 65_536
+# one socket write, not one per event), up to this many bytes: each stream joins its own
+# copy, so the bound is memory per stream (64 KiB cost a resume storm 55 KiB per client).
+_BATCH_BYTES = 16_384
 _NOT_READY = object()
 
 

@@ -43,8 +43,9 @@ async def test_a_memory_stream_sends_what_is_ready_in_one_message_of_at_most_64_
         await call.wait_until(lambda c: c.complete)
     chunks = call.chunks[:-1]  # the last one is the final empty chunk
     assert b"".join(chunks).count(b"\r\n\r\n") == 200
-    assert 3 <= len(chunks) <= 5  # not 200 messages, none much over the bound
-    assert all(len(chunk) < _BATCH_BYTES + 2000 for chunk in chunks)
+    total = sum(map(len, chunks))
+    assert len(chunks) <= total // _BATCH_BYTES + 1  # not 200 messages: as few as the bound allows
+    assert all(len(chunk) < _BATCH_BYTES + 2000 for chunk in chunks)  # none past it by an event
 
 
 async def test_a_users_generator_keeps_one_message_per_event() -> None:

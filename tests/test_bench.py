@@ -79,7 +79,7 @@ def test_every_resuming_stream_caught_up_exactly(results: Results) -> None:
     storm = results["scenarios"]["storm"]
     # broker-redis too when there is a redis-server binary (tests/redis_server.py).
     impls = results["meta"]["storm_implementations"]
-    assert impls[0] == "broker" and set(impls) <= {"broker", "broker-redis"}
+    assert impls[0] == "broker" and set(impls) <= {"broker", "broker-redis", "broker-1msg"}
     for impl in impls:
         figures = storm["figures"][impl]
         for count in ("failed", "wrong_count", "resets"):
