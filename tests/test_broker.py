@@ -748,6 +748,16 @@ async def test_response_resumes_from_the_header_or_the_query(
     ]
 
 
+async def test_a_response_reads_a_last_event_id_that_is_not_ascii_as_utf8(broker: Broker) -> None:
+    await broker.publish("t", {"data": "a", "id": "urn:révision-1"})
+    await broker.publish("t", "b")
+    app = Starlette(routes=[Route("/events", lambda r: broker.response(r, "t", ping=0))])
+    headers = [(b"last-event-id", "urn:révision-1".encode())]  # as a browser sends it
+    async with asgi_call(app, path="/events", headers=headers) as call:
+        await call.wait_until(lambda c: b"data: b" in c.body)
+    assert b"data: a" not in call.body and b"event: reset" not in call.body
+
+
 async def test_response_stream_closes_its_subscription_when_the_client_leaves(
     broker: Broker,
 ) -> None:

@@ -63,11 +63,21 @@ class BrokerMetrics:
     slow_consumer_drops: int = 0
 
 
-def request_last_event_id(request: Request) -> str | None:
-    """The id a client resumes from: the `Last-Event-ID` header, else the `lastEventId` query
-    parameter (for clients that cannot set headers; a browser's `EventSource` reconnects to
-    the same URL with a newer header, which wins)."""
-    return request.headers.get("last-event-id") or request.query_params.get("lastEventId")
+def request_last_event_id(request: Request, query: str = "lastEventId") -> str | None:
+    """The id a client resumes from: the `Last-Event-ID` header, else the `query` parameter
+    (for clients that cannot set headers; a browser's `EventSource` reconnects to the same
+    URL with a newer header, which wins).
+
+    The header is read as UTF-8, as a browser sends an id that is not ASCII (an IRI, say);
+    bytes that are not UTF-8 are read as Latin-1, as HTTP headers otherwise are.
+    """
+    for name, value in request.scope["headers"]:
+        if name == b"last-event-id" and value:
+            try:
+                return str(value.decode())
+            except UnicodeDecodeError:
+                return str(value.decode("latin-1"))
+    return request.query_params.get(query) or None
 
 
 class Broker:

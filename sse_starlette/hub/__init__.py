@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sse_starlette.broker import Broker, BrokerUnavailableError
+from sse_starlette.broker import Broker, BrokerUnavailableError, request_last_event_id
 from sse_starlette.hub.access import AccessLog
 from sse_starlette.hub.auth import Claims, Key, Rejected, origin_allowed, read_token
 from sse_starlette.hub.metrics import HubMetrics
@@ -125,9 +125,7 @@ class _Hub:
             claims = self._subscriber(request)
         except Rejected as rejected:
             return self._refused("subscribe", rejected)
-        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
-            "lastEventID"
-        )
+        last_event_id = request_last_event_id(request, "lastEventID")
         private = claims.subscribe if claims is not None and claims.subscribe else None
         subscription = self.broker.subscribe(
             compile_selectors(texts), last_event_id, private=private

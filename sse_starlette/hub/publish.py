@@ -70,7 +70,8 @@ def parse_update(content_type: str, body: bytes, settings: HubSettings) -> Updat
     if len(topics) > settings.max_topics:
         message = f"an update has at most {settings.max_topics} topics"
         raise Rejected(400, "too-many-topics", message)
-    fields: dict[str, Any] = {}
+    # Always a data field, if empty: a browser dispatches no event that has none.
+    fields: dict[str, Any] = {"data": ""}
     for name, field in (("data", "data"), ("type", "event"), ("id", "id")):
         values = form.get(name)
         if values:
