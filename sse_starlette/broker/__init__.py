@@ -262,6 +262,7 @@ class Broker:
         last_event_id: str | None = None,
         *,
         private: Selectors | None = None,
+        positions: bool = True,
     ) -> Subscription:
         """An async iterator of the events of `topics`, after `last_event_id` if given.
 
@@ -269,11 +270,13 @@ class Broker:
         for every topic, or `Matcher`s (a URI template, say). An event published to several
         of them comes once. `last_event_id` is an event's own id, a log position, or
         `earliest` (every event kept). A private event comes only if one of its topics is
-        selected by `private` too (the selectors the subscriber is authorized for). Also an
+        selected by `private` too (the selectors the subscriber is authorized for).
+        `positions=False`: a last event id must be an event's own (a hub whose events all
+        have one: anything else is unknown, even if it looks like a log position). Also an
         async context manager; iterating it as the content of an `EventSourceResponse`
         closes it when the client leaves.
         """
-        return Subscription(self, topics, last_event_id, private)
+        return Subscription(self, topics, last_event_id, private, positions)
 
     def response(
         self,
@@ -361,6 +364,7 @@ class Subscription:
         "_on_dropped",
         "_pending",
         "_position",
+        "_positions",
         "_replay",
         "_skip",
         "_started",
@@ -377,8 +381,10 @@ class Subscription:
         topics: Selectors,
         last_event_id: str | None,
         private: Selectors | None = None,
+        positions: bool = True,
     ) -> None:
         self.broker = broker
+        self._positions = positions  # a last event id may be a log position
         self.topics = check_topics(topics, "selector")
         self.last_event_id = last_event_id
         # None: no last id to resume from; "exact"; or why not (the reset's reason).
@@ -559,6 +565,8 @@ class Subscription:
         position = await backend.find(last_event_id)
         if position is not None:
             return position
+        if not self._positions:
+            raise ResumeReset("unknown")
         pair = parse_id(last_event_id)
         if pair is None:
             raise ResumeReset("malformed")

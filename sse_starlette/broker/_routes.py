@@ -46,11 +46,6 @@ def check_topics(topics: Any, what: str) -> tuple[Any, ...]:
             name.encode()
         except UnicodeEncodeError:
             raise ValueError(f"a {what} must be valid Unicode (no lone surrogates)") from None
-        if what == "topic" and name.endswith("*"):
-            raise ValueError(
-                f"topic {name!r} ends in '*', which subscribers read as a pattern: "
-                "publish to topic names, subscribe with patterns"
-            )
     return tuple(dict.fromkeys(names))
 
 

@@ -128,14 +128,17 @@ class _Hub:
         last_event_id = request_last_event_id(request, "lastEventID")
         private = claims.subscribe if claims is not None and claims.subscribe else None
         subscription = self.broker.subscribe(
-            compile_selectors(texts), last_event_id, private=private
+            compile_selectors(texts), last_event_id, private=private, positions=False
         )
         # Attached and resumed now: the Last-Event-ID response header says from where.
         await subscription.start()
-        headers = {"Cache-Control": _NO_CACHE, "X-Accel-Buffering": "no"}
+        headers = [(b"cache-control", _NO_CACHE.encode()), (b"x-accel-buffering", b"no")]
         if last_event_id is not None:
+            # UTF-8: an id may be any IRI. Echoed only when found: an update's own id, which
+            # holds no CR, LF or NUL (the broker refuses those).
             exact = subscription.resume == "exact"
-            headers["Last-Event-ID"] = last_event_id if exact else "earliest"
+            echoed = last_event_id if exact else "earliest"
+            headers.append((b"last-event-id", echoed.encode()))
         return HubStream(
             subscription,
             self.metrics,

@@ -30,7 +30,7 @@ class HubStream(Response):
         subscription: Subscription,
         metrics: HubMetrics,
         *,
-        headers: dict[str, str],
+        headers: list[tuple[bytes, bytes]],
         expires: float | None,
         ping: float,
         send_timeout: float | None,
@@ -62,14 +62,19 @@ class HubStream(Response):
         metrics.streams_open.inc()
         started = time.monotonic()
         reason = "error"
-        response = EventSourceResponse(
-            self._events(),
-            headers=self.stream_headers,
-            ping=self.ping,
-            send_timeout=self.send_timeout,
-            client_close_handler_callable=self._client_left,
-        )
         try:
+            response = EventSourceResponse(
+                self._events(),
+                ping=self.ping,
+                send_timeout=self.send_timeout,
+                client_close_handler_callable=self._client_left,
+            )
+            # Bytes of our own (a Last-Event-ID may be any IRI): a str header is Latin-1.
+            replaced = {name for name, _ in self.stream_headers}
+            response.raw_headers = [
+                *(h for h in response.raw_headers if h[0] not in replaced),
+                *self.stream_headers,
+            ]
             async with anyio.create_task_group() as tasks:
                 if self.expires is not None:
                     tasks.start_soon(self._expire, self.expires)
@@ -89,6 +94,7 @@ class HubStream(Response):
             reason = "shutdown"
             raise
         finally:
+            await subscription.aclose()  # also when the response never started
             metrics.disconnects.labels(reason).inc()
             metrics.streams_open.dec()
             logger.info(
