@@ -136,7 +136,7 @@ class _Hub:
         if last_event_id is not None:
             # UTF-8: an id may be any IRI. Echoed only when found: an update's own id, which
             # holds no CR, LF or NUL (the broker refuses those).
-            exact = subscription.resume == "exact"
+            exact = subscription.resume == "exact" and _header_safe(last_event_id)
             echoed = last_event_id if exact else "earliest"
             headers.append((b"last-event-id", echoed.encode()))
         return HubStream(
@@ -181,6 +181,12 @@ class _Hub:
         )
 
 
+def _header_safe(value: str) -> bool:
+    """No control characters: a value a response header may carry (an update published
+    straight through the broker, not the hub, could hold one)."""
+    return not any(c < " " or c == "\x7f" for c in value)
+
+
 def create_hub(broker: Broker | None = None, **settings: Any) -> Starlette:
     """The hub as a Starlette app; its lifespan starts and stops `broker`.
 
@@ -219,5 +225,8 @@ def create_hub(broker: Broker | None = None, **settings: Any) -> Starlette:
         middleware=middleware,
         lifespan=hub.lifespan,
     )
+    # No redirect for a trailing slash: Starlette's redirect rebuilds the URL from the raw
+    # query string, which fails on bytes an ASGI server other than uvicorn lets through.
+    app.router.redirect_slashes = False
     app.state.hub = hub
     return app

@@ -127,14 +127,28 @@ class Key:
         claims = Claims(payload=mercure.get("payload"))
         for action in ("publish", "subscribe"):
             selectors = mercure.get(action, [])
-            if not isinstance(selectors, list) or not all(isinstance(s, str) for s in selectors):
+            if not isinstance(selectors, list) or not all(map(_is_selector, selectors)):
                 message = f"the token's 'mercure.{action}' claim must be a list of selectors"
                 raise Rejected(401, "invalid-token", message)
             setattr(claims, f"{action}_selectors", selectors)
             setattr(claims, action, compile_selectors(selectors))
         exp = decoded.get("exp")
-        claims.expires = float(exp) + self.leeway if isinstance(exp, int | float) else None
+        try:
+            claims.expires = float(exp) + self.leeway if isinstance(exp, int | float) else None
+        except OverflowError:  # an `exp` past what a float holds: it never comes
+            claims.expires = None
         return claims
+
+
+def _is_selector(value: object) -> bool:
+    """A non-empty str of valid Unicode (JSON may carry a lone surrogate)."""
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def origin_allowed(request: Request, origins: Sequence[str]) -> bool:
@@ -145,6 +159,9 @@ def origin_allowed(request: Request, origins: Sequence[str]) -> bool:
         referer = request.headers.get("referer")
         if referer is None:
             return False
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # not a URL: no origin to allow
+            return False
         origin = f"{parts.scheme}://{parts.netloc}"
     return "*" in origins or origin in origins

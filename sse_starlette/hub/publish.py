@@ -35,7 +35,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The request's body, refused (413) as soon as it exceeds `limit` bytes."""
     too_large = Rejected(413, "too-large", f"the body exceeds the limit of {limit} bytes")
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limit:
+    if length.isascii() and length.isdigit() and int(length) > limit:
         raise too_large  # refused before reading a byte of it
     body = bytearray()
     async for chunk in request.stream():
@@ -78,6 +78,9 @@ def parse_update(content_type: str, body: bytes, settings: HubSettings) -> Updat
             fields[field] = values[0]
     if "id" in fields and fields["id"].startswith("#"):
         raise Rejected(400, "bad-request", "an update's id must not start with '#'")
+    if "id" in fields and any(c < " " or c == "\x7f" for c in fields["id"]):
+        # An id goes back in a Last-Event-ID response header: no control characters.
+        raise Rejected(400, "bad-request", "an update's id must hold no control characters")
     if "id" not in fields or not fields["id"]:
         fields["id"] = f"urn:uuid:{uuid.uuid4()}"
     retry = form.get("retry")
