@@ -23,26 +23,37 @@ such case is a superset, so no expansion is ever missed:
   percent-encoded character is one `%XX` followed by at most three UTF-8 continuation
   triplets (`%80`-`%BF`) and is never counted as more than one, so `{x:1}` matches `%C3%A9`
   (`é`) and also some strings that are not UTF-8;
-- `{;x}` also matches `;x=` (an expander that writes a one-item list `[""]` that way).
+- `{;x}` also matches `;x=` (an expander that writes a one-item list `[""]` that way);
+- prefixes past `PREFIX_BUDGET` (their running sum over the template) match as if absent.
 
-How this differs from the Go hub (dunglas/mercure, which matches with
-`github.com/yosida95/uritemplate/v3`'s `Template.Regexp`): that regular expression treats each
-expression as one run of allowed characters, so it does not check the names of `;`, `?` and `&`
-parameters (`{?q}` matches `?x=1`, `?q` and a bare `?` there, not here), ignores prefix lengths
-(`{x:2}` matches `abcd` there), accepts the variables of one expression in any order and
-number up to its count, and leaves `=` out of a non-exploded `{?x}`'s keys. Here each of those
-is matched as RFC 6570 expands it. Templates that the Go parser refuses are refused here
-too (both then leave the selector to exact comparison); this module also refuses templates
-over the size limits below.
+Python's `re` is not used to match: it backtracks, and the languages of adjacent variables
+overlap (`{+a}/{+b}/{+c}` against a long run of `a/` takes polynomial time there, nested
+alternatives exponential time).
+
+How this differs from the Go hub (dunglas/mercure v0.24.2 matches with
+`github.com/yosida95/uritemplate/v3`'s `Template.Regexp`, where each expression becomes one
+optional run of allowed characters):
+
+- Go does not check the names of `;`, `?` and `&` parameters nor their order or count: there
+  `{?q}` matches `?x=1`, `?q` and a bare `?`, and `{?x,y}` matches `?y=1&x=2`; here none do;
+- Go ignores prefix lengths (`{x:2}` matches `abcd` there, not here);
+- Go lets any `=` and `,` into a named or exploded value (`{?x}` matches `?x=a=b`, `{/x*}`
+  matches `/a=b=c`), where an expansion would have written `%3D`;
+- the other way, here the keys of exploded pairs may hold reserved characters, since RFC 6570
+  Appendix A writes them as literals (`{?x*}` matches `?a/b=1`, which Go refuses).
+
+Templates the Go parser refuses are refused here too (both hubs then compare the selector as
+a plain string), as are templates over the size limits below.
 
 Linear time, by construction: the template becomes a nondeterministic automaton (Thompson
-construction) whose only counters are the prefix lengths, and a topic is matched by walking
-its characters once through a deterministic automaton that is built lazily from it (subset
-construction, states cached per template, the cache bounded and emptied when full). There is
-no backtracking: each character costs one dictionary lookup, plus, the first time the state
-meets that character, one step of the nondeterministic automaton, which settles each of its
-O(m) states at most twice (m is the automaton's size, bounded by the template limits). The
-worst case is thus O(len(topic) · m log m) and the usual one O(len(topic)) lookups.
+construction, of size m, bounded through the template limits; its only counters are the prefix
+lengths), and a topic is read once, left to right, through the deterministic automaton built
+lazily from it (subset construction, each state the set of live threads, cached per template
+within a budget). There is no backtracking: each character costs one dictionary lookup, and
+the first time a state meets a character one step of the nondeterministic automaton, which
+settles each of its m states at most twice. The worst case is thus O(len(topic) · m log m);
+usually all states are known after a few topics and a match costs len(topic) lookups. Prefix
+counting is what can keep making new states along one topic (counts differ), hence the budget.
 """
 
 from __future__ import annotations
@@ -81,7 +92,9 @@ PREFIX_BUDGET = 256
 past it is matched as if absent (a superset of its expansions), which bounds the work of the
 counting (see the module's notes)."""
 
-_DFA_STATE_LIMIT = 2048  # per template; the lazily built automaton is emptied past this
+# Per template: how many states and transitions the lazily built automaton keeps (about a
+# megabyte at most); it is emptied when it grows past this. Real templates need a few dozen.
+_CACHE_BUDGET = 8192
 
 # RFC 3986 §2.2, §2.3 and RFC 6570 §1.5.
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -523,6 +536,7 @@ class UriTemplate:
         "_eps",
         "_moves",
         "_prefix",
+        "_size",
         "_start",
         "_states",
         "_suffix",
@@ -570,6 +584,7 @@ class UriTemplate:
             self._moves.append({cls: tuple(targets) for cls, targets in by_class.items()})
 
         self._states: dict[frozenset[tuple[int, int]], _State] = {}
+        self._size = 0  # states and transitions cached
         self._dead = self._state({})
         self._start = self._closure([(0, start)])
         self._after_prefix = self._run(self._start, self._prefix)
@@ -599,6 +614,7 @@ class UriTemplate:
                 if following is None:
                     following = self._step(state, cls)
                 state.next[ch] = following
+                self._grew()
             if following is dead:
                 return dead
             state = following
@@ -612,6 +628,7 @@ class UriTemplate:
         ]
         following = self._closure(kernel)
         state.by_class[cls] = following
+        self._grew()
         return following
 
     def _closure(self, kernel: list[tuple[int, int]]) -> _State:
@@ -653,21 +670,25 @@ class UriTemplate:
         key = threads | {(-1, 0)} if accepting else threads
         state = self._states.get(key)
         if state is None:
-            if len(self._states) >= _DFA_STATE_LIMIT:
-                self._forget()
             state = self._states[key] = _State(threads, accepting)
+            self._grew()
         return state
 
-    def _forget(self) -> None:
-        """Empty the cache of states, keeping the ones the matcher starts from."""
+    def _grew(self) -> None:
+        """Count one more cached state or transition; past the budget, empty the cache but
+        for the states the matcher starts from (states already in hand stay usable)."""
+        self._size += 1
+        if self._size <= _CACHE_BUDGET:
+            return
         kept = [getattr(self, name, None) for name in ("_dead", "_start", "_after_prefix")]
-        self._states = {}
+        self._states, self._size = {}, 0
         for state in kept:
             if state is not None:
                 state.next, state.by_class = {}, {}
                 self._states[state.threads | {(-1, 0)} if state.accepting else state.threads] = (
                     state
                 )
+                self._size += 1
 
 
 @functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
