@@ -178,13 +178,25 @@ def _add_setting(group: argparse._ArgumentGroup, setting: dataclasses.Field[Any]
     elif isinstance(default, tuple):
         values = [v.strip() for v in os.environ.get(env, "").split(",") if v.strip()]
         help = f"{help}; repeat for several [env {env}, comma-separated]"
-        group.add_argument(flag, action="append", default=values, metavar="ORIGIN", help=help)
+        group.add_argument(flag, action=_Replacing, default=values, metavar="ORIGIN", help=help)
     elif isinstance(default, int):
         _add(group, flag, env, help, default, type=_positive_int)
     elif isinstance(default, float):
         _add(group, flag, env, help, default, type=_seconds)
     else:
         _add(group, flag, env, help, default, secret=secret, type=_text_or_file)
+
+
+class _Replacing(argparse.Action):
+    """Appends, as `action="append"`, but the first flag replaces the environment's list: a
+    flag wins over the environment, also for lists (of allowed origins, say)."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+        option_string: str | None = None,
+    ) -> None:  # fmt: skip
+        items = getattr(namespace, self.dest)
+        setattr(namespace, self.dest, [*([] if items is self.default else items), values])
 
 
 def _text_or_file(value: str) -> str:

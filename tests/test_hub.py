@@ -1078,3 +1078,92 @@ async def test_cr_and_lf_sent_by_a_client_forge_no_log_line(
     assert any("forged" in message for message in messages)  # the topic was logged...
     for message in messages:  # ...escaped
         assert "\n" not in message and "\r" not in message, message
+
+
+# --- what the security review found -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_resume_cut_short_by_trimming_ends_the_stream_rather_than_skip_silently() -> None:
+    async with running_hub(Broker(history=10, buffer=4)) as app:
+        for n in range(1, 11):
+            await published(app, "t", data=f"e{n}", id=f"e{n}")
+        release, messages = anyio.Event(), []
+        requested = False
+
+        async def receive() -> Message:
+            nonlocal requested
+            if not requested:
+                requested = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await anyio.sleep_forever()
+            raise AssertionError("unreachable")
+
+        async def send(message: Message) -> None:
+            messages.append(message)
+            if message["type"] == "http.response.body" and not release.is_set():
+                await release.wait()  # a slow client: the first page is held meanwhile
+
+        scope = http_scope(path=PATH, headers=[(b"last-event-id", b"e1")],
+                           extra_scope={"query_string": b"topic=t"})  # fmt: skip
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(app, scope, receive, send)
+            await wait_for(lambda: _async(any(m.get("body") for m in messages)))
+            for n in range(10):  # other topics trim e1..e10 from the log meanwhile
+                await published(app, "other", data=f"o{n}")
+            release.set()
+            await wait_for(lambda: _async(messages[-1].get("more_body") is False))
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        assert datas(parse_events(body)) == ["e2", "e3", "e4", "e5"]  # then it ended
+        async with subscribe(app, "t", headers={"last-event-id": "e5"}) as again:
+            assert again.headers["last-event-id"] == "earliest"  # the client can tell
+
+
+async def _async(value: bool) -> bool:
+    return value
+
+
+async def test_a_repeated_id_resumes_after_its_first_update(app: Starlette) -> None:
+    b0 = await published(app, "b", data="b0")
+    await published(app, "b", data="b1")
+    assert (await publish(app, "a", auth=publisher("a"), data="x", id=b0)).status == 200
+    async with subscribe(app, "b", headers={"last-event-id": b0}) as stream:
+        assert stream.headers["last-event-id"] == b0
+        assert datas(await settled(app, stream, "b")) == ["b1"]
+
+
+async def test_earliest_is_no_update_id(app: Starlette) -> None:
+    reply = await publish(app, "t", data="x", id="earliest")
+    assert reply.status == 400 and "reserved" in reply.text
+
+
+async def test_the_header_does_not_tell_which_private_ids_exist(app: Starlette) -> None:
+    await published(app, "inbox", data="hi", id="urn:message:17", private="on")
+    answers = []
+    for guess in ("urn:message:17", "urn:message:18"):
+        async with subscribe(app, "inbox", headers={"last-event-id": guess}) as stream:
+            answers.append(stream.headers["last-event-id"])
+    assert answers == ["earliest", "earliest"]
+    async with subscribe(  # authorized for it: an exact resume
+        app, "inbox", headers={"last-event-id": "urn:message:17", **bearer(subscriber("inbox"))}
+    ) as stream:
+        assert stream.headers["last-event-id"] == "urn:message:17"
+
+
+async def test_a_token_with_an_aud_is_taken_when_no_audience_is_configured(app: Starlette) -> None:
+    auth = jwt.encode({"aud": "https://hub.example", "mercure": {"publish": ["*"]}}, SECRET)
+    assert (await publish(app, "t", auth=auth, data="x")).status == 200
+
+
+async def test_uri_templates_are_bounded_per_subscription_and_per_process() -> None:
+    async with running_hub(max_template_bytes=64, max_templates=2) as app:
+        too_big = [("topic", "https://example.com/{" + "x" * 80 + "}")]
+        assert (await call(app, query=too_big)).status == 400
+        async with subscribe(app, "https://example.com/a/{id}", "https://example.com/b/{id}"):
+            third = [("topic", "https://example.com/c/{id}")]
+            reply = await call(app, query=third)
+            assert reply.status == 429  # a third distinct template, while two are in use
+            async with subscribe(app, "https://example.com/a/{id}"):  # one in use: fine
+                pass
+        async with subscribe(app, "https://example.com/c/{id}"):  # released when they end
+            pass

@@ -85,3 +85,22 @@ async def test_the_discovery_middleware_advertises_the_hub_on_every_response() -
             assert response.headers["link"] == (
                 '<https://hub.example/.well-known/mercure>; rel="mercure"'
             )
+
+
+def test_a_flag_replaces_the_environments_list_of_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSE_HUB_PUBLISH_ORIGINS", "*")
+    options = hub_options("--publish-origins", "https://app.example")
+    assert options["publish_origins"] == ["https://app.example"]  # not ['*', ...]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 someone@example",
+        "# a comment\n-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE\n"
+        "-----END PUBLIC KEY-----\n",
+    ],
+)
+def test_a_key_that_is_no_secret_nor_pem_stops_the_hub_at_start_up(key: str) -> None:
+    with pytest.raises(ValueError, match="key"):
+        create_hub(jwt_key=key)

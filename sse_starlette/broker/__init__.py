@@ -545,8 +545,8 @@ class Subscription:
         if after is None:
             self._reset_resume(failure)
             return
-        self.resume = "exact"
         if after == cursor:
+            self.resume = "exact"
             return  # nothing missed
         pair = parse_id(after)
         if pair > parse_id(cursor):  # type: ignore[operator]
@@ -554,7 +554,8 @@ class Subscription:
         self._replay = _Replay(after, cursor)
         self._position = after
         # The first page now: an id too old or unknown is answered at once.
-        await self._fill(self._replay)
+        if await self._fill(self._replay):
+            self.resume = "exact"
 
     async def _resolve(self, last_event_id: str) -> str:
         """The log position to resume after: of the event whose own id it is, or the log
@@ -562,9 +563,13 @@ class Subscription:
         backend = self.broker.backend
         if last_event_id == "earliest":
             return await backend.oldest()
-        position = await backend.find(last_event_id)
-        if position is not None:
-            return position
+        found = await backend.find(last_event_id)
+        if found is not None:
+            if found.private and not self._may_read(found):
+                # Found or not must look the same: else a guessed id tells whether a private
+                # event has it.
+                raise ResumeReset("unknown" if not self._positions else "malformed")
+            return found.position
         if not self._positions:
             raise ResumeReset("unknown")
         pair = parse_id(last_event_id)
@@ -604,9 +609,12 @@ class Subscription:
         return True
 
     def _reset_resume(self, reason: str) -> None:
-        """The resume cannot be exact: one reset event, then live events."""
+        """The resume cannot be exact: one reset event, then live events. Without reset
+        events, a resume already said to be exact (the history was trimmed while it was
+        read) ends the stream instead: its client reconnects, and is told."""
         if self._closed:
             return
+        cut_short = self.resume == "exact" and self.broker.reset_event is None
         self.resume = reason
         self.broker.metrics.resets += 1
         logger.info(
@@ -619,6 +627,8 @@ class Subscription:
         self._skip = None
         if self.broker.reset_event is not None:
             self._pending.append(self._reset(reason))
+        elif cut_short:
+            self._end()
 
     def _reset(self, reason: str) -> BrokerEvent:
         data = json.dumps({"reason": reason, "topics": self._names()}, separators=(",", ":"))

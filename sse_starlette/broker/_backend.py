@@ -79,8 +79,8 @@ class Backend(Protocol):
         """The id of the log's last event (or its starting position when it has none)."""
         ...
 
-    async def find(self, id: str) -> str | None:
-        """The position of the kept event published with this own id; None if there is none."""
+    async def find(self, id: str) -> BrokerEvent | None:
+        """The kept event first published with this own id; None if there is none."""
         ...
 
     async def oldest(self) -> str:

@@ -63,7 +63,7 @@ class MemoryBackend:
         if key is not None:
             self.keys[key] = event.id
         if own is not None:
-            self.ids[own] = self.counter
+            self.ids.setdefault(own, self.counter)  # a repeated id resumes after the first
         self._trim()
         self.deliver(event)
         return event.id
@@ -71,9 +71,12 @@ class MemoryBackend:
     async def position(self) -> str:
         return f"{self.epoch}-{self.counter}"
 
-    async def find(self, id: str) -> str | None:
+    async def find(self, id: str) -> BrokerEvent | None:
         counter = self.ids.get(id)
-        return None if counter is None else f"{self.epoch}-{counter}"
+        if counter is None or not self.events:
+            return None
+        # Counters are consecutive: the event is at a known index.
+        return self.events[counter - self.events[0][0]][2]
 
     async def oldest(self) -> str:
         self._trim()

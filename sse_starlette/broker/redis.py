@@ -97,7 +97,7 @@ if #last > 0 then prev = last[1][1] end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'prev', prev, unpack(ARGV, 5))
 local answer = id
 if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[3], ARGV[4], id)
+  redis.call('HSETNX', KEYS[3], ARGV[4], id)  -- a repeated id resumes after the first
   answer = ARGV[4]
 end
 redis.call('SET', KEYS[2], answer, 'PX', ARGV[3])
@@ -277,9 +277,12 @@ class RedisBackend:
         last = await self._retrying(self.redis.xrevrange, self.log, "+", "-", count=1)
         return str(last[0][0]) if last else "0-0"
 
-    async def find(self, id: str) -> str | None:
+    async def find(self, id: str) -> BrokerEvent | None:
         position = await self._retrying(self.redis.hget, self.ids, id)
-        return None if position is None else str(position)
+        if position is None:
+            return None
+        entries = await self._retrying(self.redis.xrange, self.log, position, position)
+        return self._event(entries[0][0], entries[0][1]) if entries else None
 
     async def oldest(self) -> str:
         first = await self._retrying(self.redis.xrange, self.log, "-", "+", count=1)

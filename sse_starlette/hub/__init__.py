@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +30,7 @@ from sse_starlette.hub.access import AccessLog
 from sse_starlette.hub.auth import Claims, Key, Rejected, origin_allowed, read_token
 from sse_starlette.hub.metrics import HubMetrics
 from sse_starlette.hub.publish import parse_update, read_body
-from sse_starlette.hub.selectors import allows, compile_selectors
+from sse_starlette.hub.selectors import allows, compile_selectors, templates
 from sse_starlette.hub.settings import HubSettings
 from sse_starlette.hub.stream import HubStream
 
@@ -50,6 +51,9 @@ class _Hub:
         self.settings = settings
         self.metrics = HubMetrics(broker.metrics)
         self.stopping = anyio.Event()
+        # The URI templates subscribed to in this process, by the streams using each: every
+        # distinct one is matched against every update, so their number is bounded.
+        self.templates: Counter[str] = Counter()
         options = {"audience": settings.jwt_audience, "leeway": settings.jwt_leeway}
         publisher = settings.publisher_jwt_key or settings.jwt_key
         subscriber = settings.subscriber_jwt_key or settings.jwt_key
@@ -122,13 +126,23 @@ class _Hub:
             if len(texts) > settings.max_selectors:
                 message = f"a subscription has at most {settings.max_selectors} selectors"
                 raise Rejected(400, "too-many-selectors", message)
+            # Counted before anything is compiled: compiling costs too.
+            budget = settings.max_template_bytes
+            if sum(len(t.encode()) for t in texts if "{" in t) > budget:
+                message = f"a subscription's URI templates hold at most {budget} bytes"
+                raise Rejected(400, "templates-too-large", message)
             claims = self._subscriber(request)
+            selectors = compile_selectors(texts)
+            used = templates(selectors)
+            if len(self.templates.keys() | used) > settings.max_templates:
+                raise Rejected(429, "too-many-templates", "this hub holds too many templates now")
         except Rejected as rejected:
             return self._refused("subscribe", rejected)
+        self.templates.update(used)
         last_event_id = request_last_event_id(request, "lastEventID")
         private = claims.subscribe if claims is not None and claims.subscribe else None
         subscription = self.broker.subscribe(
-            compile_selectors(texts), last_event_id, private=private, positions=False
+            selectors, last_event_id, private=private, positions=False
         )
         # Attached and resumed now: the Last-Event-ID response header says from where.
         await subscription.start()
@@ -147,7 +161,14 @@ class _Hub:
             ping=settings.ping,
             send_timeout=settings.send_timeout or None,
             stopping=self.stopping,
+            on_end=lambda: self._release(used),
         )
+
+    def _release(self, used: set[str]) -> None:
+        self.templates.subtract(used)
+        for text in used:
+            if self.templates[text] <= 0:
+                del self.templates[text]
 
     def _subscriber(self, request: Request) -> Claims | None:
         """The subscriber's claims; None: anonymous (public updates only)."""

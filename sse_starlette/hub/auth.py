@@ -101,6 +101,14 @@ class Key:
                 raise ValueError("the public key must be RSA (RS256) or EC P-256 (ES256)")
             self.key = public
         else:
+            from jwt.algorithms import HMACAlgorithm
+
+            try:  # PyJWT refuses, as an HMAC secret, what looks like a public key
+                HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(key)
+            except jwt.InvalidKeyError as exc:
+                raise ValueError(
+                    f"the key is neither a PEM public key nor a secret: {exc}"
+                ) from None
             if len(key.encode()) < 32:
                 logger.warning("the JWT secret is shorter than 32 bytes: it can be brute-forced")
             self.algorithm, self.key = "HS256", key
@@ -115,11 +123,15 @@ class Key:
                 algorithms=[self.algorithm],  # never the one the token names: no confusion
                 audience=self.audience,
                 leeway=self.leeway,
-                options={"require": ["aud"] if self.audience is not None else []},
+                # An `aud` is checked when an audience is configured (as the Go hub does):
+                # tokens of issuers that set one work on a hub that names none.
+                options={"require": ["aud"], "verify_aud": True}
+                if self.audience is not None
+                else {"verify_aud": False},
             )
         except jwt.ExpiredSignatureError:
             raise Rejected(401, "invalid-token", "the token has expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:
             raise Rejected(401, "invalid-token", f"invalid token: {exc}") from None
         mercure = decoded.get("mercure", {})
         if not isinstance(mercure, dict):

@@ -78,6 +78,8 @@ def parse_update(content_type: str, body: bytes, settings: HubSettings) -> Updat
             fields[field] = values[0]
     if "id" in fields and fields["id"].startswith("#"):
         raise Rejected(400, "bad-request", "an update's id must not start with '#'")
+    if fields.get("id") == "earliest":
+        raise Rejected(400, "bad-request", "'earliest' is reserved: it is no update's id")
     if "id" in fields and any(c < " " or c == "\x7f" for c in fields["id"]):
         # An id goes back in a Last-Event-ID response header: no control characters.
         raise Rejected(400, "bad-request", "an update's id must hold no control characters")

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from sse_starlette.uritemplate import TemplateError, UriTemplate, compile_template, is_template
 
-__all__ = ["Selector", "allows", "compile_selectors"]
+__all__ = ["Selector", "allows", "compile_selectors", "templates"]
 
 
 class _Template:
@@ -54,6 +54,11 @@ def compile_selector(text: str) -> Selector:
 
 def compile_selectors(texts: Iterable[str]) -> list[Selector]:
     return [compile_selector(text) for text in texts]
+
+
+def templates(selectors: Iterable[Selector]) -> set[str]:
+    """The URI templates among `selectors` (what a process matches one by one)."""
+    return {s.text for s in selectors if isinstance(s, _Template) and s._compiled is not None}
 
 
 def allows(selectors: Sequence[Selector], topic: str) -> bool:

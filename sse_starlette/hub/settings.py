@@ -43,13 +43,20 @@ class HubSettings:
     max_body: int = _setting(1_048_576, "largest publish body in bytes (larger: 413)")
     max_topics: int = _setting(100, "most topics in one update (more: 400)")
     max_selectors: int = _setting(100, "most topic selectors in one subscription (more: 400)")
+    max_template_bytes: int = _setting(
+        2048, "most bytes of URI templates in one subscription, all together (more: 400)"
+    )
+    max_templates: int = _setting(
+        1000, "most distinct URI templates subscribed to in one hub process (more: 429)"
+    )
     ping: float = _setting(15.0, "seconds between keep-alive comments (0: none)")
     send_timeout: float | None = _setting(
         30.0, "seconds a write may block before the stream is dropped (None/0: no limit)"
     )
 
     def __post_init__(self) -> None:
-        for name in ("max_body", "max_topics", "max_selectors"):
+        for name in ("max_body", "max_topics", "max_selectors", "max_template_bytes",
+                     "max_templates"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.jwt_leeway < 0 or self.ping < 0:

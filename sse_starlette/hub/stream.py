@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from starlette.responses import Response
@@ -35,6 +35,7 @@ class HubStream(Response):
         ping: float,
         send_timeout: float | None,
         stopping: anyio.Event,
+        on_end: Callable[[], None],
     ) -> None:
         self.subscription = subscription
         self.metrics = metrics
@@ -43,6 +44,7 @@ class HubStream(Response):
         self.ping = ping
         self.send_timeout = send_timeout
         self.stopping = stopping
+        self.on_end = on_end
         self.number = next(_numbers)
         self.events = 0
         self.bytes = 0
@@ -95,6 +97,7 @@ class HubStream(Response):
             raise
         finally:
             await subscription.aclose()  # also when the response never started
+            self.on_end()
             metrics.disconnects.labels(reason).inc()
             metrics.streams_open.dec()
             logger.info(
@@ -123,6 +126,8 @@ class HubStream(Response):
 
     async def _events(self) -> AsyncIterator[BrokerEvent]:
         delivered = self.metrics.delivered
+        # A resume cut short (the history trimmed while it was read) ends the subscription:
+        # the client reconnects to a `Last-Event-ID: earliest` header and can tell.
         async with self.subscription as subscription:
             async for event in subscription:
                 yield event
