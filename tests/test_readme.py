@@ -181,10 +181,13 @@ QUOTED_STORM_FIGURES = [
     ("on Redis after {} s (one uvicorn", "broker-redis", "all_caught_up_s"),
     ("CPU-bound: {} and", "broker", "cpu_us_per_event"),
     ("and {} µs of server CPU per event", "broker-redis", "cpu_us_per_event"),
+    ("in the same run) takes {} s", "broker-1msg", "all_caught_up_s"),
+    ("s and {} µs per event.", "broker-1msg", "cpu_us_per_event"),
     ("Server RSS grows by {} and", "broker", "rss_peak_growth_mib"),
     ("and {} MiB at its peak", "broker-redis", "rss_peak_growth_mib"),
+    ("message per event: {} MiB)", "broker-1msg", "rss_peak_growth_mib"),
     ("`used_memory` grows by {} MiB", "broker-redis", "redis_used_memory_peak_growth_mib"),
-    ("and it spends {} s of CPU", "broker-redis", "redis_cpu_s"),
+    ("spends {} s of CPU", "broker-redis", "redis_cpu_s"),
 ]
 
 
