@@ -40,6 +40,7 @@ from tests.servers import Server
 SECRET = "the hub's HS256 secret, 32 bytes or more"
 OTHER_SECRET = "a secret this hub does not know, 32 bytes or more"
 PATH = "/.well-known/mercure"
+SUBSCRIPTIONS = PATH + "/subscriptions"
 FORM = "application/x-www-form-urlencoded"
 # What uvicorn refuses in a response header's value ("Invalid HTTP header value"): a
 # response carrying one is never sent, the client sees its connection dropped.
@@ -446,7 +447,22 @@ def chunked(draw: st.DrawFn, bodies: st.SearchStrategy[bytes]) -> list[bytes]:
 
 METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "OPTIONS", "HEAD", "PATCH"])
 PATHS = st.sampled_from(
-    [PATH, "/", "/metrics", "/healthz", PATH + "/", "/" + PATH, "/.well-known/Mercure", ""]
+    [
+        PATH,
+        "/",
+        "/metrics",
+        "/healthz",
+        PATH + "/",
+        "/" + PATH,
+        "/.well-known/Mercure",
+        "",
+        SUBSCRIPTIONS,
+        SUBSCRIPTIONS + "/",
+        SUBSCRIPTIONS + "/https%3A%2F%2Fx%2F%7Bid%7D",
+        SUBSCRIPTIONS + "/a/urn%3Auuid%3Ax",
+        SUBSCRIPTIONS + "/a/b/c",
+        SUBSCRIPTIONS + "/%FF%00",
+    ]
 ) | TEXT.map(lambda text: "/" + text)
 ANY_REQUEST = st.fixed_dictionaries(
     {
@@ -518,7 +534,7 @@ SUBSCRIBES = st.fixed_dictionaries(
 REQUESTS = st.one_of(ANY_REQUEST, PUBLISHES, SUBSCRIBES)
 
 
-ROUTES = (PATH, "/", "/metrics", "/healthz")
+ROUTES = (PATH, "/", "/metrics", "/healthz", SUBSCRIPTIONS)
 HUBS = {
     "asyncio-defaults": ("asyncio", {}),
     "trio-strict": (
@@ -530,6 +546,7 @@ HUBS = {
             "max_body": 4096,
             "max_topics": 3,
             "max_selectors": 3,
+            "subscriptions": True,
         },
     ),
 }

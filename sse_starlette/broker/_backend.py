@@ -79,6 +79,10 @@ class Backend(Protocol):
         """The id of the log's last event (or its starting position when it has none)."""
         ...
 
+    async def last(self) -> BrokerEvent | None:
+        """The last event kept; None when none is."""
+        ...
+
     async def find(self, id: str) -> BrokerEvent | None:
         """The kept event first published with this own id; None if there is none."""
         ...

@@ -71,6 +71,10 @@ class MemoryBackend:
     async def position(self) -> str:
         return f"{self.epoch}-{self.counter}"
 
+    async def last(self) -> BrokerEvent | None:
+        self._trim()
+        return self.events[-1][2] if self.events else None
+
     async def find(self, id: str) -> BrokerEvent | None:
         counter = self.ids.get(id)
         if counter is None or not self.events:

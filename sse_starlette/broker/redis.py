@@ -277,6 +277,10 @@ class RedisBackend:
         last = await self._retrying(self.redis.xrevrange, self.log, "+", "-", count=1)
         return str(last[0][0]) if last else "0-0"
 
+    async def last(self) -> BrokerEvent | None:
+        last = await self._retrying(self.redis.xrevrange, self.log, "+", "-", count=1)
+        return self._event(last[0][0], last[0][1]) if last else None
+
     async def find(self, id: str) -> BrokerEvent | None:
         position = await self._retrying(self.redis.hget, self.ids, id)
         if position is None:

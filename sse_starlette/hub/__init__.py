@@ -12,10 +12,13 @@ several processes and hosts that act as one hub. See docs/hub.md.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 import anyio
 from starlette.applications import Starlette
@@ -33,6 +36,7 @@ from sse_starlette.hub.publish import parse_update, read_body
 from sse_starlette.hub.selectors import allows, compile_selectors, templates
 from sse_starlette.hub.settings import HubSettings
 from sse_starlette.hub.stream import HubStream
+from sse_starlette.hub.subscriptions import BASE, CONTEXT, presence_for, subscription_document
 
 __all__ = ["HubSettings", "create_hub"]
 
@@ -54,6 +58,7 @@ class _Hub:
         # The URI templates subscribed to in this process, by the streams using each: every
         # distinct one is matched against every update, so their number is bounded.
         self.templates: Counter[str] = Counter()
+        self.presence = presence_for(broker) if settings.subscriptions else None
         options = {"audience": settings.jwt_audience, "leeway": settings.jwt_leeway}
         publisher = settings.publisher_jwt_key or settings.jwt_key
         subscriber = settings.subscriber_jwt_key or settings.jwt_key
@@ -65,11 +70,14 @@ class _Hub:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         if self.publisher_key is None:
             logger.warning("no publisher key (jwt_key): nobody can publish to this hub")
-        async with self.broker:
+        async with self.broker, anyio.create_task_group() as tasks:
+            if self.presence is not None:
+                tasks.start_soon(self.presence.run)
             try:
                 yield
             finally:
                 self.stopping.set()
+                tasks.cancel_scope.cancel()
 
     def _refused(self, endpoint: str, rejected: Rejected) -> Response:
         self.metrics.rejected.labels(endpoint, rejected.reason).inc()
@@ -146,6 +154,12 @@ class _Hub:
         )
         # Attached and resumed now: the Last-Event-ID response header says from where.
         await subscription.start()
+        documents = []
+        if self.presence is not None:
+            subscriber = f"urn:uuid:{uuid.uuid4()}"
+            payload = None if claims is None else claims.payload
+            documents = [subscription_document(text, subscriber, True, payload) for text in texts]
+            await self._announce(documents)
         headers = [(b"cache-control", _NO_CACHE.encode()), (b"x-accel-buffering", b"no")]
         if last_event_id is not None:
             # UTF-8: an id may be any IRI. Echoed only when found: an update's own id, which
@@ -161,14 +175,72 @@ class _Hub:
             ping=settings.ping,
             send_timeout=settings.send_timeout or None,
             stopping=self.stopping,
-            on_end=lambda: self._release(used),
+            on_end=lambda: self._release(used, documents),
         )
 
-    def _release(self, used: set[str]) -> None:
+    async def _release(self, used: set[str], documents: list[dict[str, Any]]) -> None:
         self.templates.subtract(used)
         for text in used:
             if self.templates[text] <= 0:
                 del self.templates[text]
+        if documents:
+            await self._announce([{**document, "active": False} for document in documents])
+
+    async def _announce(self, documents: list[dict[str, Any]]) -> None:
+        """Record the subscriptions as active (or not), and publish each as a private update."""
+        assert self.presence is not None
+        try:
+            if documents[0]["active"]:
+                await self.presence.add(documents)
+            else:
+                await self.presence.remove(documents)
+            for document in documents:
+                update = {"data": json.dumps({"@context": CONTEXT, **document}, indent=2),
+                          "id": f"urn:uuid:{uuid.uuid4()}"}  # fmt: skip
+                await self.broker.publish(document["id"], update, private=True)
+        except Exception as exc:  # the backend is down, or the broker stopped: the stream goes on
+            logger.warning("subscription update not published: %s", exc)
+
+    # --- active subscriptions ----------------------------------------------------------------
+
+    async def subscriptions(self, request: Request) -> Response:
+        """The active subscriptions: all, of one selector, or one (draft-07 §Subscription API)."""
+        if self.presence is None:
+            return PlainTextResponse("Not Found\n", 404)
+        raw = request.scope.get("raw_path") or request.scope["path"].encode()
+        current = raw.decode("latin-1")
+        if request.scope.get("query_string"):
+            current += "?" + request.scope["query_string"].decode("latin-1")
+        try:
+            claims = self._subscriber(request)
+            if claims is None:
+                raise Rejected(401, "missing-token", "the subscriptions API needs a token")
+            if not allows(claims.subscribe, current):
+                raise Rejected(403, "forbidden", "the token does not allow this URL")
+        except Rejected as rejected:
+            return self._refused("subscriptions", rejected)
+        parts = [unquote_plus(p) for p in raw.decode("latin-1")[len(BASE) :].split("/")[1:]]
+        if len(parts) > 2:
+            return PlainTextResponse("Not Found\n", 404)
+        documents = await self.presence.active()
+        if parts:
+            documents = [d for d in documents if d["topic"] == parts[0]]
+        if len(parts) == 2:
+            documents = [d for d in documents if d["subscriber"] == parts[1]]
+        last = await self.broker.backend.last()
+        last_event_id = "earliest" if last is None else last.id
+        if len(parts) == 2:
+            if not documents:
+                return PlainTextResponse("Not Found\n", 404)
+            body: dict[str, Any] = {
+                "@context": CONTEXT,
+                **documents[0],
+                "lastEventID": last_event_id,
+            }
+        else:
+            body = {"@context": CONTEXT, "id": current, "type": "Subscriptions",
+                    "lastEventID": last_event_id, "subscriptions": documents}  # fmt: skip
+        return Response(json.dumps(body), media_type="application/ld+json")
 
     def _subscriber(self, request: Request) -> Claims | None:
         """The subscriber's claims; None: anonymous (public updates only)."""
@@ -240,6 +312,8 @@ def create_hub(broker: Broker | None = None, **settings: Any) -> Starlette:
             Route("/", hub.index),
             Route(PATH, hub.subscribe, methods=["GET"]),
             Route(PATH, hub.publish, methods=["POST"]),
+            Route(BASE, hub.subscriptions),
+            Route(BASE + "/{rest:path}", hub.subscriptions),
             Route("/metrics", hub.prometheus),
             Route("/healthz", hub.healthz),
         ],

@@ -49,6 +49,9 @@ class HubSettings:
     max_templates: int = _setting(
         1000, "most distinct URI templates subscribed to in one hub process (more: 429)"
     )
+    subscriptions: bool = _setting(
+        False, "publish subscription events and serve /.well-known/mercure/subscriptions"
+    )
     ping: float = _setting(15.0, "seconds between keep-alive comments (0: none)")
     send_timeout: float | None = _setting(
         30.0, "seconds a write may block before the stream is dropped (None/0: no limit)"

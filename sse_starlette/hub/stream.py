@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 from starlette.responses import Response
@@ -35,7 +35,7 @@ class HubStream(Response):
         ping: float,
         send_timeout: float | None,
         stopping: anyio.Event,
-        on_end: Callable[[], None],
+        on_end: Callable[[], Awaitable[None]],
     ) -> None:
         self.subscription = subscription
         self.metrics = metrics
@@ -97,7 +97,7 @@ class HubStream(Response):
             raise
         finally:
             await subscription.aclose()  # also when the response never started
-            self.on_end()
+            await self.on_end()
             metrics.disconnects.labels(reason).inc()
             metrics.streams_open.dec()
             logger.info(
