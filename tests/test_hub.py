@@ -1167,3 +1167,15 @@ async def test_uri_templates_are_bounded_per_subscription_and_per_process() -> N
                 pass
         async with subscribe(app, "https://example.com/c/{id}"):  # released when they end
             pass
+
+
+async def test_streams_per_token_are_bounded_when_configured() -> None:
+    async with running_hub(max_streams_per_token=1) as app:
+        auth = bearer(subscriber("t"))
+        async with subscribe(app, "t", headers=auth):
+            second = await call(app, query=[("topic", "t")], headers=auth)
+            assert second.status == 429 and "streams" in second.text
+            async with subscribe(app, "t"), subscribe(app, "t"):  # anonymous: not counted
+                pass
+        async with subscribe(app, "t", headers=auth):  # the first one ended: room again
+            pass

@@ -12,6 +12,7 @@ several processes and hosts that act as one hub. See docs/hub.md.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import uuid
@@ -59,6 +60,7 @@ class _Hub:
         # distinct one is matched against every update, so their number is bounded.
         self.templates: Counter[str] = Counter()
         self.presence = presence_for(broker) if settings.subscriptions else None
+        self.streams_per_token: Counter[str] = Counter()  # by the token's hash
         options = {"audience": settings.jwt_audience, "leeway": settings.jwt_leeway}
         publisher = settings.publisher_jwt_key or settings.jwt_key
         subscriber = settings.subscriber_jwt_key or settings.jwt_key
@@ -144,9 +146,16 @@ class _Hub:
             used = templates(selectors)
             if len(self.templates.keys() | used) > settings.max_templates:
                 raise Rejected(429, "too-many-templates", "this hub holds too many templates now")
+            holder = "" if claims is None else hashlib.sha256(claims.token.encode()).hexdigest()
+            limit = settings.max_streams_per_token
+            if holder and limit and self.streams_per_token[holder] >= limit:
+                message = f"at most {limit} streams may be open at once with one token"
+                raise Rejected(429, "too-many-streams", message)
         except Rejected as rejected:
             return self._refused("subscribe", rejected)
         self.templates.update(used)
+        if holder:
+            self.streams_per_token[holder] += 1
         last_event_id = request_last_event_id(request, "lastEventID")
         private = claims.subscribe if claims is not None and claims.subscribe else None
         subscription = self.broker.subscribe(
@@ -175,10 +184,14 @@ class _Hub:
             ping=settings.ping,
             send_timeout=settings.send_timeout or None,
             stopping=self.stopping,
-            on_end=lambda: self._release(used, documents),
+            on_end=lambda: self._release(used, documents, holder),
         )
 
-    async def _release(self, used: set[str], documents: list[dict[str, Any]]) -> None:
+    async def _release(self, used: set[str], documents: list[dict[str, Any]], holder: str) -> None:
+        if holder:
+            self.streams_per_token[holder] -= 1
+            if self.streams_per_token[holder] <= 0:
+                del self.streams_per_token[holder]
         self.templates.subtract(used)
         for text in used:
             if self.templates[text] <= 0:

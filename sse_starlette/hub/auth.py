@@ -53,6 +53,7 @@ class Claims:
     subscribe_selectors: list[str] = field(default_factory=list)
     payload: Any = None
     expires: float | None = None
+    token: str = ""  # the token's text: what streams are counted by
 
 
 def read_token(request: Request, cookie_name: str) -> Token | None:
@@ -136,7 +137,7 @@ class Key:
         mercure = decoded.get("mercure", {})
         if not isinstance(mercure, dict):
             raise Rejected(401, "invalid-token", "the token's 'mercure' claim is not an object")
-        claims = Claims(payload=mercure.get("payload"))
+        claims = Claims(payload=mercure.get("payload"), token=token.value)
         for action in ("publish", "subscribe"):
             selectors = mercure.get(action, [])
             if not isinstance(selectors, list) or not all(map(_is_selector, selectors)):

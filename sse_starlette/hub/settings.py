@@ -49,6 +49,9 @@ class HubSettings:
     max_templates: int = _setting(
         1000, "most distinct URI templates subscribed to in one hub process (more: 429)"
     )
+    max_streams_per_token: int = _setting(
+        0, "most streams open at once with one token, in one process (more: 429; 0: no limit)"
+    )
     subscriptions: bool = _setting(
         False, "publish subscription events and serve /.well-known/mercure/subscriptions"
     )
@@ -62,8 +65,8 @@ class HubSettings:
                      "max_templates"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.jwt_leeway < 0 or self.ping < 0:
-            raise ValueError("jwt_leeway and ping must be >= 0")
+        if self.jwt_leeway < 0 or self.ping < 0 or self.max_streams_per_token < 0:
+            raise ValueError("jwt_leeway, ping and max_streams_per_token must be >= 0")
 
     @classmethod
     def fields(cls) -> list[dataclasses.Field[Any]]:
