@@ -67,6 +67,8 @@ IMPLEMENTATIONS = {
         Implementation("upstream", ROOT / ".venv-upstream/bin/python", "ours_upstream:app"),
         Implementation("streaming", ROOT / ".venv/bin/python", "streaming:app"),
         Implementation("raw", ROOT / ".venv/bin/python", "raw:app"),
+        # Not run by default (yet: the committed full run predates it): FastAPI's own SSE.
+        Implementation("fastapi-sse", ROOT / ".venv/bin/python", "fastapi_sse:app"),
         # Not run by default: the app and Starlette with the least response (apps/floor.py).
         Implementation("floor", ROOT / ".venv/bin/python", "floor:app"),
         # The broker scenario's contenders (apps/broker.py), beside raw.
