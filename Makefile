@@ -14,15 +14,17 @@ $(VENV)/.installed: pyproject.toml
 
 # The published package, in its own virtualenv (same import name): the reference that
 # the differential tests and the benchmarks compare against.
-$(UPSTREAM)/.installed:
+# The stamp names the version: changing it reinstalls.
+UPSTREAM_VERSION := 3.7.1
+$(UPSTREAM)/.installed-$(UPSTREAM_VERSION):
 	$(PYTHON) -m venv $(UPSTREAM)
-	$(UPSTREAM)/bin/pip install -q 'sse-starlette==3.7.0' 'uvicorn[standard]'
+	$(UPSTREAM)/bin/pip install -q 'sse-starlette==$(UPSTREAM_VERSION)' 'uvicorn[standard]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m sse_starlette demo
 
-test: $(VENV)/.installed $(UPSTREAM)/.installed
+test: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
 	$(BIN)/python -m pytest
 
 # The published package's own public tests (3.0.2, 3.7.0, 3.7.1), downloaded from PyPI at run
@@ -35,11 +37,11 @@ check: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed $(UPSTREAM)/.installed
-	$(BIN)/python bench/run.py            # full profile, ~5 min, writes docs/bench.png
+bench: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
+	$(BIN)/python bench/run.py            # full profile, ~10 min, writes docs/bench.png
 
-bench-quick: $(VENV)/.installed $(UPSTREAM)/.installed
-	$(BIN)/python bench/run.py --quick    # ~1 min
+bench-quick: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
+	$(BIN)/python bench/run.py --quick    # ~2 min
 
 clean:
 	rm -rf $(VENV) $(UPSTREAM) .venv-upstream-tests

@@ -10,6 +10,7 @@ from bench.report import number
 COLOURS = {
     "ours": "#1f77b4",
     "upstream": "#ff7f0e",
+    "fastapi-sse": "#d62728",
     "streaming": "#7f7f7f",
     "raw": "#2ca02c",
     "floor": "#bcbd22",
@@ -96,7 +97,8 @@ def draw(doc: dict[str, Any], path: Path) -> None:
         ax.axis("off")
     meta = doc["meta"]
     fig.suptitle(
-        f"sse_starlette vs sse-starlette 3.7.0, StreamingResponse and a raw ASGI loop; its Broker "
+        "sse_starlette vs sse-starlette 3.7.1, fastapi.sse, StreamingResponse and a raw ASGI "
+        f"loop; its Broker "
         f"(uvicorn, uvloop, httptools) - {meta['profile']} profile, {meta['started'][:10]}\n"
         "bars: median over interleaved rounds; whiskers: min-max; labels: paired ratio to raw; "
         f"made by: {meta['command']}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker", "storm")
-ALL = ("ours", "upstream", "streaming", "raw")
+ALL = ("ours", "upstream", "fastapi-sse", "streaming", "raw")
 
 
 @dataclass(frozen=True)

@@ -498,7 +498,7 @@ def test_byte_by_byte_delivery_reads_the_same_events() -> None:
     assert parse(payload[i : i + 1] for i in range(len(payload))) == expected
 
 
-# --- same bytes as the published sse-starlette 3.7.0 --------------------------------------------
+# --- same bytes as the published sse-starlette 3.7.1 --------------------------------------------
 
 # Run in-process against this package and as a script by the upstream interpreter, so both
 # sides go through the same code.

@@ -1,7 +1,7 @@
 """`EventSourceResponse` with the per-client queue pattern of the published package's examples.
 
 The same module serves this project (run by .venv/bin/python) and the published
-sse-starlette 3.7.0 (run by .venv-upstream/bin/python): the interpreter's virtualenv decides
+sse-starlette 3.7.1 (run by .venv-upstream/bin/python): the interpreter's virtualenv decides
 which `sse_starlette` is imported, so both run exactly the same application code.
 
     GET /stream?n=N   N events, then the end of the response (throughput)
