@@ -1179,3 +1179,18 @@ async def test_streams_per_token_are_bounded_when_configured() -> None:
                 pass
         async with subscribe(app, "t", headers=auth):  # the first one ended: room again
             pass
+
+
+async def test_a_form_as_fetch_sends_it_is_published_and_arrives_exactly(app: Starlette) -> None:
+    # fetch() with a URLSearchParams body says `;charset=UTF-8`; data of several lines, one
+    # blank, one indented, as the Mercure conformance suite sends it.
+    data = "data for\n\n        a name"
+    body = urlencode([("topic", "t"), ("id", 'id-["t"]'), ("data", data)]).encode()
+    headers = {"content-type": "application/x-www-form-urlencoded;charset=UTF-8",
+               **bearer(PUBLISHER)}  # fmt: skip
+    async with subscribe(app, "foo", "t") as stream:
+        reply = await call(app, "POST", body=body, headers=headers)
+        assert (reply.status, reply.text) == (200, 'id-["t"]')
+        assert reply.headers["content-type"].startswith("text/plain")
+        (event,) = await stream.take(1)
+    assert (event.id, event.data) == ('id-["t"]', data)
