@@ -73,11 +73,12 @@ class Server:
         self._reader.join(timeout)  # the whole log has been read
         return code
 
-    def wait_log(self, text: str, timeout: float = 10.0) -> None:
-        """Wait until `text` appears in the server's output, or fail at the deadline."""
+    def wait_log(self, text: str, timeout: float = 10.0, count: int = 1) -> None:
+        """Wait until `text` appears `count` times in the server's output, or fail at the
+        deadline."""
         deadline = time.monotonic() + timeout
         with self._changed:
-            while text not in "".join(self._lines):
+            while "".join(self._lines).count(text) < count:
                 if self._lines[-1:] == [""]:
                     raise AssertionError(f"server exited early:\n{''.join(self._lines)}")
                 remaining = deadline - time.monotonic()

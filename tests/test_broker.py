@@ -466,6 +466,12 @@ async def test_a_several_topics_resume_over_many_pages_is_in_publish_order(
     assert [(e.id, e.data) for e in resumed] == published
 
 
+def redis_broker(server: RedisServer, **options: Any) -> Broker:
+    """A broker on `server` with a key prefix of its own: tests that share a redis-server
+    never see each other's events."""
+    return Broker(server.url, prefix=f"t-{uuid.uuid4().hex[:8]}:", **options)
+
+
 def count_xrange(broker: Broker) -> list[int]:
     """From now on, the number of entries of every XRANGE the Redis broker sends."""
     read: list[int] = []
@@ -485,8 +491,7 @@ def count_xrange(broker: Broker) -> list[int]:
 async def test_an_id_far_behind_reads_one_page_to_find_it_too_old(
     redis_server: RedisServer,
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix, history=500, buffer=8) as broker:
+    async with redis_broker(redis_server, history=500, buffer=8) as broker:
         await publish_all(broker, "t", [f"e{i}" for i in range(600)])  # 100 trimmed
         read = count_xrange(broker)
         async with broker.subscribe("t", last_event_id="1-0") as subscription:
@@ -499,8 +504,7 @@ async def test_an_id_far_behind_reads_one_page_to_find_it_too_old(
 async def test_subscribers_resuming_from_the_same_id_share_the_pages(
     redis_server: RedisServer,
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix, buffer=8) as broker:
+    async with redis_broker(redis_server, buffer=8) as broker:
         ids = await publish_all(broker, "t", [f"e{i}" for i in range(40)])
         streams = [broker.subscribe("t", last_event_id=ids[0]) for _ in range(5)]
         got: list[list[BrokerEvent]] = [[] for _ in streams]
@@ -522,8 +526,7 @@ async def test_subscribers_resuming_from_the_same_id_share_the_pages(
 async def test_a_later_resume_from_the_same_id_reads_no_page_again(
     redis_server: RedisServer,
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix, buffer=8) as broker:
+    async with redis_broker(redis_server, buffer=8) as broker:
         ids = await publish_all(broker, "t", [f"e{i}" for i in range(20)])  # 8 + 8 + 3
         read = count_xrange(broker)
         for _ in range(3):  # one after the other, as a storm's stragglers come
@@ -831,8 +834,7 @@ def test_an_unsupported_url_raises(url: str) -> None:
 async def test_a_max_age_past_the_epoch_keeps_everything(
     redis_server: RedisServer, max_age: float
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix, max_age=max_age) as broker:
+    async with redis_broker(redis_server, max_age=max_age) as broker:
         ids = await publish_all(broker, "t", ["a", "b"])  # neither raises
         async with broker.subscribe("t", last_event_id=ids[0]) as subscription:
             assert [e.data for e in await take(subscription, 1)] == ["b"]
@@ -842,8 +844,7 @@ async def test_a_max_age_past_the_epoch_keeps_everything(
 async def test_a_resume_past_this_process_reader_with_drop_oldest_skips_silently(
     redis_server: RedisServer,
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    broker = Broker(redis_server.url, prefix=prefix, buffer=2, slow_consumer="drop_oldest")
+    broker = redis_broker(redis_server, buffer=2, slow_consumer="drop_oldest")
     async with broker:
         backend: Any = broker.backend
         # This process's reader lags: it holds what it read until released.
@@ -884,7 +885,7 @@ async def test_redis_broker_on_trio_raises_a_clear_error(redis_server: RedisServ
 async def test_an_id_redis_cannot_hold_is_a_reset_over_http_not_a_500(
     redis_server: RedisServer, last_event_id: str
 ) -> None:
-    async with Broker(redis_server.url, prefix=f"t-{uuid.uuid4().hex[:8]}:") as broker:
+    async with redis_broker(redis_server) as broker:
         await broker.publish("t", "x")
 
         async def events(request: Request) -> Any:
@@ -903,9 +904,9 @@ async def test_a_backend_error_on_subscribe_ends_the_stream_cleanly(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The log's key holds a string, not a stream: Redis answers WRONGTYPE.
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix) as broker:
-        await broker.backend.redis.set("{" + prefix + "}log", "a string")  # type: ignore[attr-defined]
+    async with redis_broker(redis_server) as broker:
+        backend: Any = broker.backend
+        await backend.redis.set(backend.log, "a string")
 
         async def events(request: Request) -> Any:
             return broker.response(request, "t", ping=0)
@@ -1129,8 +1130,7 @@ async def test_a_subscription_closed_while_it_reads_history_just_ends(
 async def test_a_stale_short_page_of_another_subscriber_is_read_again(
     redis_server: RedisServer,
 ) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix) as broker:
+    async with redis_broker(redis_server) as broker:
         ids = await publish_all(broker, "t", ["e0", "e1", "e2"])
         backend: Any = broker.backend
         # Another subscriber's read of this page, made before e2 was stored.
@@ -1143,14 +1143,13 @@ async def test_a_stale_short_page_of_another_subscriber_is_read_again(
 
 @asyncio_only
 async def test_idempotency_keys_of_different_topics_never_meet(redis_server: RedisServer) -> None:
-    prefix = f"t-{uuid.uuid4().hex[:8]}:"
-    async with Broker(redis_server.url, prefix=prefix) as broker:
+    async with redis_broker(redis_server) as broker:
         await broker.publish("a\nb", "x", idempotency_key="k")
         await broker.publish("a", "y", idempotency_key="b\nk")  # a name "a\nb" + "k" made
         await broker.publish("idempotency:a", "z", idempotency_key="k")
         await broker.publish(["a", "b"], "w", idempotency_key="k")
         await broker.publish(["a,b"], "v", idempotency_key="k")
-    assert await xlen(redis_server, "{" + prefix + "}log") == 5  # each stored
+    assert await xlen(redis_server, broker.backend.log) == 5  # type: ignore[attr-defined]
 
 
 @asyncio_only

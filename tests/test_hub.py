@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -311,12 +311,6 @@ async def settled(app: Starlette, stream: Stream, topic: str) -> list[Wire]:
 
 def datas(events: list[Wire]) -> list[str]:
     return [event.data for event in events]
-
-
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float = 5) -> None:
-    with anyio.fail_after(timeout):
-        while not await condition():
-            await anyio.sleep(0.01)  # polls the hub's state, with a deadline
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -738,16 +732,13 @@ async def test_without_anonymous_subscribing_needs_a_token() -> None:
 
 async def test_the_hub_ends_a_stream_when_its_token_expires() -> None:
     expiring = subscriber("*", exp=time.time() + 1.5)
-    async with (
-        running_hub(jwt_leeway=0) as app,
-        subscribe(app, "news", headers=bearer(expiring)) as stream,
-    ):
-        assert datas(await settled(app, stream, "news")) == []  # open, and live
-        assert not stream.call.complete
-        await stream.call.wait_until(lambda c: c.complete, timeout=5)
-        await wait_for(
-            lambda: _metric_is(app, "mercure_disconnects_total", 1, reason="token-expired")
-        )
+    async with running_hub(jwt_leeway=0) as app:
+        async with subscribe(app, "news", headers=bearer(expiring)) as stream:
+            assert datas(await settled(app, stream, "news")) == []  # open, and live
+            assert not stream.call.complete
+            await stream.call.wait_until(lambda c: c.complete, timeout=5)
+        # The stream's app has returned (subscribe waits for it): its end is counted.
+        assert await metric(app, "mercure_disconnects_total", reason="token-expired") == 1
 
 
 # --- 7. resume ----------------------------------------------------------------------------------
@@ -1018,7 +1009,7 @@ async def test_metrics_count_updates_streams_and_refusals(app: Starlette) -> Non
     await call(app, query=[("topic", "")])
     async with subscribe(app, "news"), subscribe(app, "other"):
         assert await metric(app, "mercure_streams_open") == 2
-    await wait_for(lambda: _metric_is(app, "mercure_streams_open", 0))
+    assert await metric(app, "mercure_streams_open") == 0  # both apps have returned
     samples = await metrics(app)
     assert samples[("mercure_updates_published_total", ())] == 2
     assert samples[("mercure_streams_total", ())] == 2
@@ -1029,10 +1020,6 @@ async def test_metrics_count_updates_streams_and_refusals(app: Starlette) -> Non
     assert rejected("publish", "missing-token") == 1
     assert rejected("publish", "forbidden") == 1
     assert rejected("subscribe", "bad-request") == 1
-
-
-async def _metric_is(app: Starlette, name: str, value: float, **labels: str) -> bool:
-    return await metric(app, name, **labels) == value
 
 
 async def test_metrics_are_prometheus_text(app: Starlette) -> None:
@@ -1088,7 +1075,7 @@ async def test_a_resume_cut_short_by_trimming_ends_the_stream_rather_than_skip_s
     async with running_hub(Broker(history=10, buffer=4)) as app:
         for n in range(1, 11):
             await published(app, "t", data=f"e{n}", id=f"e{n}")
-        release, messages = anyio.Event(), []
+        release, sent_body, ended, messages = anyio.Event(), anyio.Event(), anyio.Event(), []
         requested = False
 
         async def receive() -> Message:
@@ -1101,26 +1088,27 @@ async def test_a_resume_cut_short_by_trimming_ends_the_stream_rather_than_skip_s
 
         async def send(message: Message) -> None:
             messages.append(message)
-            if message["type"] == "http.response.body" and not release.is_set():
+            if message["type"] == "http.response.body":
+                sent_body.set()
+                if not message.get("more_body"):
+                    ended.set()
                 await release.wait()  # a slow client: the first page is held meanwhile
 
         scope = http_scope(path=PATH, headers=[(b"last-event-id", b"e1")],
                            extra_scope={"query_string": b"topic=t"})  # fmt: skip
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(app, scope, receive, send)
-            await wait_for(lambda: _async(any(m.get("body") for m in messages)))
+            with anyio.fail_after(5):
+                await sent_body.wait()
             for n in range(10):  # other topics trim e1..e10 from the log meanwhile
                 await published(app, "other", data=f"o{n}")
             release.set()
-            await wait_for(lambda: _async(messages[-1].get("more_body") is False))
+            with anyio.fail_after(5):
+                await ended.wait()
         body = b"".join(m.get("body", b"") for m in messages[1:])
         assert datas(parse_events(body)) == ["e2", "e3", "e4", "e5"]  # then it ended
         async with subscribe(app, "t", headers={"last-event-id": "e5"}) as again:
             assert again.headers["last-event-id"] == "earliest"  # the client can tell
-
-
-async def _async(value: bool) -> bool:
-    return value
 
 
 async def test_a_repeated_id_resumes_after_its_first_update(app: Starlette) -> None:
