@@ -401,6 +401,14 @@ async def test_a_matcher_selects_topics_live_and_on_resume(broker: Broker) -> No
         assert [e.data for e in await take(resumed, 1)] == ["1"]
 
 
+async def test_leaving_the_broker_ends_a_stream_of_matchers_only(make_broker: Any) -> None:
+    broker = make_broker()
+    async with broker:
+        subscription = broker.subscribe(EndsWith(".json"))
+        await start(subscription)
+    assert await take(subscription, 1) == []  # ended, not waiting for ever
+
+
 async def test_without_a_reset_event_a_stream_goes_on_live_and_says_why(make_broker: Any) -> None:
     async with make_broker(history=1, reset_event=None) as broker:
         ids = await publish_all(broker, "t", ["a", "b", "c"])

@@ -182,9 +182,7 @@ class Broker:
     async def __aexit__(self, *exc_info: Any) -> None:
         assert self._tasks is not None
         self._state = "stopped"  # a stream that starts from now on ends at once
-        routes = self._routes
-        for subscription in {s for table in (routes.exact, routes.prefixes)
-                             for subscribers in table.values() for s in subscribers}:  # fmt: skip
+        for subscription in self._routes.subscribers():
             subscription._end()
         self._tasks.cancel_scope.cancel()
         await self._tasks.__aexit__(None, None, None)
@@ -637,9 +635,7 @@ class Subscription:
         )
 
     def _names(self) -> list[str]:
-        return [
-            selector if isinstance(selector, str) else str(selector) for selector in self.topics
-        ]
+        return [str(selector) for selector in self.topics]
 
     def _overflow(self, event: BrokerEvent) -> None:
         """The subscriber fell `buffer` events behind (called while delivering `event`)."""

@@ -114,6 +114,11 @@ class Routes(Generic[S]):
                             del self._counts[len(key)]
                             self._lengths.remove(len(key))
 
+    def subscribers(self) -> set[S]:
+        """Every subscriber, once."""
+        tables = (self.exact, self.prefixes, self.matchers)
+        return {s for table in tables for subscribers in table.values() for s in subscribers}
+
     def match(self, topics: Sequence[str]) -> Iterable[S]:
         """Every subscriber an event of `topics` goes to, each once."""
         exact, prefixes = self.exact, self.prefixes
