@@ -44,10 +44,11 @@ _BATCH_BYTES = 16_384
 _NOT_READY = object()
 
 
-def _ready_items(iterator: Any) -> Callable[[], Any] | None:
-    """For a producer that can tell, a function returning its next item ready now, without
-    waiting, or `_NOT_READY`: a broker subscription (its backlog, its resume's page) and an
-    anyio memory object stream. A user's generator cannot tell: one message per item."""
+def _ready_items(iterator: Any) -> tuple[Callable[[], Any], Any] | None:
+    """For a producer that can tell: a function returning its next item ready now, without
+    waiting, and what it returns when none is. A broker subscription (its backlog, its
+    resume's page: None) and an anyio memory object stream (whose items may be None). A
+    user's generator cannot tell: one message per item."""
     if isinstance(iterator, MemoryObjectReceiveStream):
 
         def receive_ready() -> Any:
@@ -56,25 +57,18 @@ def _ready_items(iterator: Any) -> Callable[[], Any] | None:
             except (anyio.WouldBlock, anyio.EndOfStream):
                 return _NOT_READY
 
-        return receive_ready
+        return receive_ready, _NOT_READY
     ready = getattr(iterator, "_sse_ready", None)
-    if ready is None:
-        return None
-
-    def subscription_ready() -> Any:
-        item = ready()
-        return _NOT_READY if item is None else item
-
-    return subscription_ready
+    return None if ready is None else (ready, None)
 
 
-def _with_ready(body: bytes, ready: Callable[[], Any], sep: str) -> bytes:
+def _with_ready(body: bytes, ready: Callable[[], Any], nothing: Any, sep: str) -> bytes:
     """`body` and the encoded items ready after it, up to `_BATCH_BYTES`."""
     chunks = None
     size = len(body)
     while size < _BATCH_BYTES:
         item = ready()
-        if item is _NOT_READY:
+        if item is nothing:
             break
         chunk = ensure_bytes(item, sep)
         if chunks is None:
@@ -386,7 +380,7 @@ class _Stream:
                     return
                 body = ensure_bytes(item, sep)
                 if ready is not None:
-                    body = _with_ready(body, ready, sep)
+                    body = _with_ready(body, *ready, sep)
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             self.iterating = False
         except Exception as exc:

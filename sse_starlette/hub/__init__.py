@@ -146,9 +146,10 @@ class _Hub:
             used = templates(selectors)
             if len(self.templates.keys() | used) > settings.max_templates:
                 raise Rejected(429, "too-many-templates", "this hub holds too many templates now")
-            holder = "" if claims is None else hashlib.sha256(claims.token.encode()).hexdigest()
+            # Counted by the token's hash, and only when there is a limit to count for.
             limit = settings.max_streams_per_token
-            if holder and limit and self.streams_per_token[holder] >= limit:
+            holder = hashlib.sha256(claims.token.encode()).hexdigest() if claims and limit else ""
+            if holder and self.streams_per_token[holder] >= limit:
                 message = f"at most {limit} streams may be open at once with one token"
                 raise Rejected(429, "too-many-streams", message)
         except Rejected as rejected:
@@ -167,12 +168,12 @@ class _Hub:
         if self.presence is not None:
             subscriber = f"urn:uuid:{uuid.uuid4()}"
             payload = None if claims is None else claims.payload
-            documents = [subscription_document(text, subscriber, True, payload) for text in texts]
-            await self._announce(documents)
+            documents = [subscription_document(text, subscriber, payload) for text in texts]
+            await self._announce(documents, active=True)
         headers = [(b"cache-control", _NO_CACHE.encode()), (b"x-accel-buffering", b"no")]
         if last_event_id is not None:
-            # UTF-8: an id may be any IRI. Echoed only when found: an update's own id, which
-            # holds no CR, LF or NUL (the broker refuses those).
+            # UTF-8: an id may be any IRI. Echoed only when found, and only when a header can
+            # carry it (the hub refuses such ids; one published through the broker may not).
             exact = subscription.resume == "exact" and _header_safe(last_event_id)
             echoed = last_event_id if exact else "earliest"
             headers.append((b"last-event-id", echoed.encode()))
@@ -188,28 +189,23 @@ class _Hub:
         )
 
     async def _release(self, used: set[str], documents: list[dict[str, Any]], holder: str) -> None:
-        if holder:
-            self.streams_per_token[holder] -= 1
-            if self.streams_per_token[holder] <= 0:
-                del self.streams_per_token[holder]
-        self.templates.subtract(used)
-        for text in used:
-            if self.templates[text] <= 0:
-                del self.templates[text]
+        # Counter's -= drops what reaches zero: the counters hold only what is in use.
+        self.streams_per_token -= Counter([holder] if holder else [])
+        self.templates -= Counter(used)
         if documents:
-            await self._announce([{**document, "active": False} for document in documents])
+            await self._announce(documents, active=False)
 
-    async def _announce(self, documents: list[dict[str, Any]]) -> None:
+    async def _announce(self, documents: list[dict[str, Any]], *, active: bool) -> None:
         """Record the subscriptions as active (or not), and publish each as a private update."""
         assert self.presence is not None
         try:
-            if documents[0]["active"]:
+            if active:
                 await self.presence.add(documents)
             else:
                 await self.presence.remove(documents)
             for document in documents:
-                update = {"data": json.dumps({"@context": CONTEXT, **document}, indent=2),
-                          "id": f"urn:uuid:{uuid.uuid4()}"}  # fmt: skip
+                content = {"@context": CONTEXT, **document, "active": active}
+                update = {"data": json.dumps(content, indent=2), "id": f"urn:uuid:{uuid.uuid4()}"}
                 await self.broker.publish(document["id"], update, private=True)
         except Exception as exc:  # the backend is down, or the broker stopped: the stream goes on
             logger.warning("subscription update not published: %s", exc)

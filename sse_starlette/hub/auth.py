@@ -49,8 +49,6 @@ class Claims:
 
     publish: list[Selector] = field(default_factory=list)
     subscribe: list[Selector] = field(default_factory=list)
-    publish_selectors: list[str] = field(default_factory=list)
-    subscribe_selectors: list[str] = field(default_factory=list)
     payload: Any = None
     expires: float | None = None
     token: str = ""  # the token's text: what streams are counted by
@@ -143,7 +141,6 @@ class Key:
             if not isinstance(selectors, list) or not all(map(_is_selector, selectors)):
                 message = f"the token's 'mercure.{action}' claim must be a list of selectors"
                 raise Rejected(401, "invalid-token", message)
-            setattr(claims, f"{action}_selectors", selectors)
             setattr(claims, action, compile_selectors(selectors))
         exp = decoded.get("exp")
         try:

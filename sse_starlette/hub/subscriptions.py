@@ -30,16 +30,15 @@ CONTEXT = "https://mercure.rocks/"
 _LIVENESS_S = 30
 
 
-def subscription_document(
-    topic: str, subscriber: str, active: bool, payload: Any
-) -> dict[str, Any]:
-    """One subscription's document (its `id` is also the topic its events are published to)."""
+def subscription_document(topic: str, subscriber: str, payload: Any) -> dict[str, Any]:
+    """One active subscription's document (its `id` is also the topic its events are
+    published to)."""
     document: dict[str, Any] = {
         "id": f"{BASE}/{quote_plus(topic, safe='')}/{quote_plus(subscriber, safe='')}",
         "type": "Subscription",
         "subscriber": subscriber,
         "topic": topic,
-        "active": active,
+        "active": True,
     }
     if payload is not None:
         document["payload"] = payload
