@@ -14,17 +14,19 @@ $(VENV)/.installed: pyproject.toml
 
 # The published package, in its own virtualenv (same import name): the reference that
 # the differential tests and the benchmarks compare against.
-# The stamp names the version: changing it reinstalls.
+# The stamp names the version and what else is installed: changing either reinstalls. redis:
+# the scale benchmark's queue apps broadcast across worker processes through it.
 UPSTREAM_VERSION := 3.7.1
-$(UPSTREAM)/.installed-$(UPSTREAM_VERSION):
+UPSTREAM_STAMP := $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)-redis
+$(UPSTREAM_STAMP):
 	$(PYTHON) -m venv $(UPSTREAM)
-	$(UPSTREAM)/bin/pip install -q 'sse-starlette==$(UPSTREAM_VERSION)' 'uvicorn[standard]'
+	$(UPSTREAM)/bin/pip install -q 'sse-starlette==$(UPSTREAM_VERSION)' 'uvicorn[standard]' 'redis[hiredis]'
 	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/python -m sse_starlette demo
 
-test: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
+test: $(VENV)/.installed $(UPSTREAM_STAMP)
 	$(BIN)/python -m pytest
 
 # The published package's own public tests (3.0.2, 3.7.0, 3.7.1), downloaded from PyPI at run
@@ -37,10 +39,10 @@ check: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
+bench: $(VENV)/.installed $(UPSTREAM_STAMP)
 	$(BIN)/python bench/run.py            # full profile, ~10 min, writes docs/bench.png
 
-bench-quick: $(VENV)/.installed $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)
+bench-quick: $(VENV)/.installed $(UPSTREAM_STAMP)
 	$(BIN)/python bench/run.py --quick    # ~2 min
 
 clean:

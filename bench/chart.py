@@ -108,3 +108,52 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# The scale chart: how each figure grows with the streams over workers (issue 16 §5).
+_GROWTH = [
+    ("cpu_us_per_delivery", "server CPU µs per delivery"),
+    ("kib_per_stream", "server RSS KiB per stream"),
+    ("all_ms", "broadcast: ms until all received"),
+    ("cpu_us_per_connect", "server CPU µs per connect"),
+]
+
+
+def draw_scale(doc: dict[str, Any], path: Path) -> None:
+    """Write the growth chart of a run with the scale scenario: one line per contender."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenarios = doc["scenarios"]
+    sizes = sorted(int(name.split("_")[1]) for name in scenarios if name.split("_")[-1].isdigit())
+    impls: list[str] = doc["meta"]["scale_implementations"][1]
+    fig, axes = plt.subplots(1, len(_GROWTH), figsize=(4.2 * len(_GROWTH), 3.6), squeeze=False)
+    for ax, (figure, title) in zip(axes.flat, _GROWTH, strict=True):
+        for impl in impls:
+            points = [
+                (n, stats["median"])
+                for n in sizes
+                if (stats := scenarios[f"scale_{n}"]["figures"].get(impl, {}).get(figure))
+                and stats["median"] is not None
+            ]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=impl, color=COLOURS.get(impl, "#999999"))
+        ax.set_xscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("open streams (all workers)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    meta = doc["meta"]
+    workers = scenarios[f"scale_{sizes[-1]}"]["params"]["workers"] if sizes else 0
+    fig.suptitle(
+        f"How cost grows: {workers} uvicorn workers, a broadcast through Redis to every stream "
+        f"- {meta['started'][:10]}\nmade by: {meta['command']}",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

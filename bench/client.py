@@ -24,6 +24,9 @@ from typing import Any
 MARK = b"~"
 END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked response: the stream ended cleanly
 RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST, no TIME_WAIT
+# Bind the source address, leave the port to connect(): it is then unique per 4-tuple, not per
+# address, so a process is not held to the 28k ports of the ephemeral range. (linux/in.h)
+IP_BIND_ADDRESS_NO_PORT = 24
 WINDOW = 400  # streams a worker has connecting at once: well under the listen backlog
 READ_SIZE = 1 << 16
 
@@ -61,13 +64,23 @@ class _Stream:
 class _Worker:
     """The state of one client process: its streams, and the selector that watches them."""
 
+    source: str = "127.0.0.1"  # this process's own address: the scale scenario spreads them
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     streams: list[_Stream] = field(default_factory=list)
 
     def _connect(self, port: int, head: bytes, awaited: int) -> _Stream:
-        # A blocking connect returns as soon as the kernel queued it (at most `window` pending).
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        sock.sendall(head)
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+            sock.settimeout(10)
+            # A blocking connect returns as soon as the kernel queued it (at most `window`
+            # pending).
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(head)
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         stream = _Stream(sock, time.monotonic_ns(), awaited)
         self.selector.register(sock, selectors.EVENT_READ, stream)
@@ -230,10 +243,10 @@ def throughput(port: int, n: int, timeout: float) -> dict[str, Any]:
     return {"events": events, "bytes": size, "s": elapsed, "complete": tail == END}
 
 
-def serve(conn: Connection) -> None:
+def serve(conn: Connection, source: str) -> None:
     """The worker process: run the commands the harness sends until "stop"."""
     raise_fd_limit()
-    worker = _Worker()
+    worker = _Worker(source)
 
     def ready() -> None:
         conn.send(("ready",))
@@ -260,14 +273,17 @@ def serve(conn: Connection) -> None:
 class Clients:
     """The harness's handle on its client processes; work is split evenly between them."""
 
-    def __init__(self, processes: int = 2) -> None:
+    def __init__(self, processes: int = 2, spread: bool = False) -> None:
+        """`spread`: each process connects from an address of its own, 127.0.1.1, 127.0.1.2...
+        (the whole of 127.0.0.0/8 is loopback), as clients of many machines would."""
         # fork: started first thing, before any server or socket exists, so they inherit none.
         context = multiprocessing.get_context("fork")
         self._conns: list[Connection] = []
         self._procs = []
-        for _ in range(processes):
+        for i in range(processes):
+            source = f"127.0.1.{i + 1}" if spread else "127.0.0.1"
             parent, child = context.Pipe()
-            proc = context.Process(target=serve, args=(child,), daemon=True)
+            proc = context.Process(target=serve, args=(child, source), daemon=True)
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -289,10 +305,19 @@ class Clients:
         kind, *payload = conn.recv()
         return payload[0] if payload else kind
 
+    @property
+    def processes(self) -> int:
+        return len(self._conns)
+
     def _connect(
-        self, port: int, count: int, timeout: float, keep: bool, *extra: Any
+        self, port: int | list[int], count: int, timeout: float, keep: bool, *extra: Any
     ) -> dict[str, Any]:
-        commands = [("connect", port, part, timeout, keep, *extra) for part in self._split(count)]
+        # Several ports (one per server process): process i connects to the i-th, round robin.
+        ports = port if isinstance(port, list) else [port]
+        commands = [
+            ("connect", ports[i % len(ports)], part, timeout, keep, *extra)
+            for i, part in enumerate(self._split(count))
+        ]
         replies = self._all(commands, timeout + 10)
         return {
             "done": sum(r["done"] for r in replies),
@@ -303,8 +328,9 @@ class Clients:
             "took_ns": [t for r in replies for t in r["took_ns"]],
         }
 
-    def open(self, port: int, count: int, timeout: float) -> dict[str, Any]:
-        """Open `count` endless streams, split between the processes; each has had one event."""
+    def open(self, port: int | list[int], count: int, timeout: float) -> dict[str, Any]:
+        """Open `count` endless streams, split between the processes; each has had one event.
+        Given several ports, the processes are dealt out to them in turn."""
         return self._connect(port, count, timeout, keep=True)
 
     def close(self, reset: bool = False) -> int:

@@ -16,11 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios
+from bench import report, scale, scenarios
 from bench.client import WINDOW, Clients, raise_fd_limit
 from bench.profiles import PROFILES, SCENARIOS, Profile
 from bench.scenarios import Context, Measurement
@@ -95,7 +96,11 @@ def _own_cpu_s() -> float:
 
 
 def _run(
-    ctx: Context, wanted: list[str], brokers: list[str], stormers: list[str]
+    ctx: Context,
+    wanted: list[str],
+    brokers: list[str],
+    stormers: list[str],
+    scalers: tuple[list[str], list[str]],
 ) -> tuple[list[Measurement], dict[str, float]]:
     measured: list[Measurement] = []
     took: dict[str, float] = {}
@@ -120,12 +125,31 @@ def _run(
         steps.append(("broker", lambda: scenarios.broker(ctx, brokers)))
     if "storm" in wanted:
         steps.append(("storm", lambda: scenarios.storm(ctx, stormers)))
+    if "scale" in wanted and ctx.scale_clients is not None:
+        scaled = replace(ctx, clients=ctx.scale_clients)
+        at_limit, over_workers = scalers
+        steps.append(
+            (
+                "scale",
+                lambda: [
+                    *([scale.at_limit(scaled, at_limit)] if at_limit else []),
+                    *scale.over_workers(scaled, over_workers),
+                ],
+            )
+        )
     for name, step in steps:
         start = time.monotonic()
         measured += step()
         took[name] = round(time.monotonic() - start, 1)
     order = {name: i for i, name in enumerate(SCENARIOS)}
-    measured.sort(key=lambda m: (order[m.name.split("_")[0]], m.params.get("streams", 0)))
+    # The scale scenario: one process at its limit first, then over workers, size by size.
+    measured.sort(
+        key=lambda m: (
+            order[m.name.split("_")[0]],
+            m.params.get("workers", 0),
+            m.params.get("streams", 0),
+        )
+    )
     return measured, took
 
 
@@ -137,6 +161,13 @@ def main(argv: list[str] | None = None) -> int:
     # picks among them too.
     brokers = [n for n in scenarios.BROKERS if not args.impl or n in args.impl]
     stormers = [n for n in scenarios.STORMERS if not args.impl or n in args.impl]
+    # The scale scenario's: those of the profile (or --impl), the Broker's, and the floor (what
+    # Starlette and the app's queue pattern cost before any response runs).
+    scalable = args.impl or [*profile.implementations, "broker", "broker-redis", "floor"]
+    scalers = (
+        [n for n in scale.AT_LIMIT if n in scalable],
+        [n for n in scale.OVER_WORKERS if n in scalable],
+    )
     own = {*scenarios.BROKERS[:-1], *scenarios.STORMERS}  # contenders of those two only
     names = [n for n in args.impl or profile.implementations if n not in own]
     for scenario, contenders in (("broker", brokers), ("storm", stormers)):
@@ -160,12 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     load_start, clock = _loadavg(), time.monotonic()
     (busy_start, steal_start), own_start = _cpu_times(), _own_cpu_s()
     clients = Clients(CLIENT_PROCESSES)  # forked first: before any server or socket exists
+    # The scale scenario's clients: more processes (each holds < its open-file limit), each
+    # connecting from an address of its own.
+    scale_clients = Clients(profile.scale_clients, spread=True) if "scale" in wanted else None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
-            ctx = Context(profile, impls, clients, Path(logs))
-            measured, took = _run(ctx, wanted, brokers, stormers)
+            ctx = Context(profile, impls, clients, Path(logs), scale_clients=scale_clients)
+            measured, took = _run(ctx, wanted, brokers, stormers, scalers)
     finally:
         clients.stop()
+        if scale_clients is not None:
+            scale_clients.stop()
 
     busy_end, steal_end = _cpu_times()
     busy, steal = busy_end - busy_start, steal_end - steal_start
@@ -183,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             "implementations": names,
             "broker_implementations": brokers if "broker" in wanted else [],
             "storm_implementations": stormers if "storm" in wanted else [],
+            "scale_implementations": scalers if "scale" in wanted else [[], []],
             "served_by": ctx.served_by,
             "server": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
             "client_processes": CLIENT_PROCESSES,
@@ -201,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         },
         "scenarios": results,
-        "targets": report.targets(results, profile.fleets),
+        "targets": report.targets(results, profile.fleets, max(profile.scale_sizes)),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
@@ -214,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
     if "storm" in wanted:
         print(report.storm_table(results, stormers))
+        print()
+    if "scale" in wanted:
+        print(report.scale_table(results, *scalers))
         print()
     print(report.target_lines(doc["targets"]))
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker", "storm")
+SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker", "storm", "scale")
 ALL = ("ours", "upstream", "fastapi-sse", "streaming", "raw")
 
 
@@ -24,6 +24,11 @@ class Profile:
     hung_s: float  # SIGTERM: how long a server may take to exit before it counts as hung
     storm_clients: int  # storm: streams that resume at once
     storm_behind: int  # storm: events each of them missed
+    scale_limit: int  # scale: streams on one process (0: as many as its open-file limit allows)
+    scale_sizes: tuple[int, ...]  # scale: streams over the workers, one fresh set per size
+    scale_workers: int  # scale: server processes sharing the streams through Redis
+    scale_clients: int  # scale: client processes, each from its own 127.0.1.x address
+    scale_broadcasts: int  # scale: broadcasts per fleet (figures: their median)
     scenarios: tuple[str, ...] = SCENARIOS
 
 
@@ -40,6 +45,12 @@ FULL = Profile(
     hung_s=10.0,
     storm_clients=1_000,
     storm_behind=500,
+    scale_limit=0,
+    scale_sizes=(1_000, 10_000, 30_000, 100_000),
+    # 100,000 streams over 5 workers is 20,000 each: the open-file limit itself. 6 hold 16,667.
+    scale_workers=6,
+    scale_clients=6,
+    scale_broadcasts=3,
 )
 
 PROFILES = {
@@ -53,6 +64,12 @@ PROFILES = {
         churn=1_000,
         sigterm_reps=1,
         hung_s=5.0,
+        scale_limit=5_000,
+        scale_sizes=(1_000, 10_000),
+        scale_workers=2,
+        scale_clients=2,
+        # The quick profile stays under 3 minutes: scale only when asked (--scenario scale).
+        scenarios=SCENARIOS[:-1],
     ),
     "smoke": Profile(
         name="smoke",
@@ -67,7 +84,12 @@ PROFILES = {
         hung_s=2.0,
         storm_clients=20,
         storm_behind=20,
+        scale_limit=100,
+        scale_sizes=(60,),
+        scale_workers=2,
+        scale_clients=3,
+        scale_broadcasts=2,
         # tests/test_bench.py
-        scenarios=("throughput", "idle", "broadcast", "churn", "sigterm", "storm"),
+        scenarios=("throughput", "idle", "broadcast", "churn", "sigterm", "storm", "scale"),
     ),
 }

@@ -74,7 +74,7 @@ def _stat(scenarios: dict[str, Any], path: str, stat: str) -> float | None:
     return float(value) if value is not None else None
 
 
-_ISSUE, _DESIGN = "issue 3", "DESIGN §3"
+_ISSUE, _DESIGN, _SCALE = "issue 3", "DESIGN §3", "issue 16"
 # (target, source, where this project's value is, statistic over rounds, test, limit), in the
 # order they are printed; a row with "{n}" stands for one target per fleet size, and a run of
 # such rows repeats, size by size. Leaks show as the worst round (max) or, for memory, as
@@ -106,19 +106,39 @@ _TARGETS: list[tuple[str, str, str, str, Callable[[float, float], bool], float]]
      "broker_{n}/ratios/vs_raw/broker/cpu_us_per_delivery", "median", operator.le, 1.3),
     ("SIGTERM: server exits in < 1 s (slowest round)", _DESIGN,
      "sigterm/figures/ours/exit_s", "max", operator.lt, 1.0),
+    ("one process at its open-file limit: every stream held", _SCALE,
+     "scale_limit/figures/ours/failed", "max", operator.le, 0),
+    ("at the limit: <= 20 KiB per stream", _SCALE,
+     "scale_limit/figures/ours/kib_per_stream", "median", operator.le, 20),
+    ("at the limit: <= 2 tasks per stream", _SCALE,
+     "scale_limit/figures/ours/tasks_per_stream", "median", operator.le, 2),
+    ("at the limit: a broadcast received by all within 0.5 s (median)", _SCALE,
+     "scale_limit/figures/ours/all_ms", "median", operator.le, 500),
+    ("at the limit: nothing left once the clients close (tasks)", _SCALE,
+     "scale_limit/figures/ours/tasks_left", "max", operator.le, 0),
+    ("at the limit: SIGTERM exits within 1 s", _SCALE,
+     "scale_limit/figures/ours/exit_s", "max", operator.lt, 1.0),
+    ("at the limit: SIGTERM ends no stream uncleanly", _SCALE,
+     "scale_limit/figures/ours/cut", "max", operator.le, 0),
+    ("{top:,} streams over workers (Broker on Redis): every stream held", _SCALE,
+     "scale_{top}/figures/broker-redis/failed", "max", operator.le, 0),
+    ("{top:,} streams over workers: a broadcast received by all within 2.5 s (median)", _SCALE,
+     "scale_{top}/figures/broker-redis/all_ms", "median", operator.le, 2500),
 ]  # fmt: skip
 
 
-def targets(scenarios: dict[str, Any], sizes: Sequence[int]) -> list[dict[str, Any]]:
-    """Each target with this run's value for this project and whether it is met."""
+def targets(scenarios: dict[str, Any], sizes: Sequence[int], top: int) -> list[dict[str, Any]]:
+    """Each target with this run's value for this project and whether it is met (`sizes`: the
+    fleets; `top`: the scale scenario's largest size). Those not measured have value None."""
     out = []
     for per_size, rows in itertools.groupby(_TARGETS, key=lambda row: "{n}" in row[2]):
         group = list(rows)
         for n in sizes if per_size else [0]:
             for text, source, path, stat, test, limit in group:
-                value = _stat(scenarios, path.format(n=n), stat)
+                value = _stat(scenarios, path.format(n=n, top=top), stat)
                 ok = None if value is None else test(value, limit)
-                out.append({"target": text.format(n=n), "source": source, "value": value, "ok": ok})
+                name = text.format(n=n, top=top)
+                out.append({"target": name, "source": source, "value": value, "ok": ok})
     return out
 
 
@@ -166,6 +186,17 @@ HEADLINES = {
         ("hung", "hung rounds (sum)", "sum"),
         ("clean", "ended cleanly (min)", "min"),
         ("errors_logged", "errors logged (max)", "max"),
+    ],
+    "scale": [
+        ("held", "streams held", "min"),
+        ("kib_per_stream", "KiB/stream", "median"),
+        ("tasks_per_stream", "tasks/stream", "median"),
+        ("cpu_us_per_connect", "CPU µs/connect", "median"),
+        *_BROADCAST,
+        ("tasks_left", "tasks left", "max"),
+        ("exit_s", "SIGTERM exit s", "max"),
+        ("clean", "ended cleanly", "min"),
+        ("redis_cpu_s", "Redis CPU s", "median"),
     ],
 }
 
@@ -223,7 +254,7 @@ def _table(
 
 
 # The scenarios with contenders of their own: each has a table of its own.
-SEPARATE = ("broker", "storm")
+SEPARATE = ("broker", "storm", "scale")
 
 
 def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
@@ -242,6 +273,22 @@ def storm_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> st
     """The storm scenario: the `Broker`'s backends, no ratios (raw keeps nothing to resume)."""
     rows = {name: r for name, r in scenarios.items() if name.startswith("storm")}
     return _table(rows, implementations, [])
+
+
+def scale_table(
+    scenarios: dict[str, Any], at_limit: Sequence[str], over_workers: Sequence[str]
+) -> str:
+    """The scale scenario: one process at its limit, then over workers, size by size."""
+    limit = {name: r for name, r in scenarios.items() if name == "scale_limit"}
+    grown = {
+        name: r for name, r in scenarios.items() if name.startswith("scale_") and name not in limit
+    }
+    tables = [
+        _table(rows, impls, [("ours", "upstream")] if "upstream" in impls else [])
+        for rows, impls in ((limit, at_limit), (grown, over_workers))
+        if rows
+    ]
+    return "\n\n".join(tables)
 
 
 def target_lines(checked: list[dict[str, Any]]) -> str:

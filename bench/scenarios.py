@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis import Redis
 
@@ -57,6 +57,7 @@ class Context:
     clients: Clients
     log_dir: Path
     served_by: dict[str, str] = field(default_factory=dict)
+    scale_clients: Clients | None = None  # the scale scenario's own (bench/scale.py)
 
     def rounds(
         self, reps: int, impls: list[Implementation] | None = None
@@ -170,12 +171,22 @@ def _warm_up(ctx: Context, server: Server, streams: int) -> dict[str, Any]:
     return server.quiet(5)
 
 
-def _broadcasts(ctx: Context, server: Server, size: int) -> dict[str, Value]:
-    """Several broadcasts to the open fleet: latencies (median of them) and CPU per delivery."""
+class Broadcaster(Protocol):
+    """A server, or several (bench/scale.py), that broadcasts to all its streams."""
+
+    def cpu_s(self) -> float: ...
+    def broadcast(self) -> int: ...
+
+
+def _broadcasts(
+    ctx: Context, server: Broadcaster, size: int, count: int | None = None
+) -> dict[str, Value]:
+    """`count` (the profile's number by default) broadcasts to the open fleet: latencies
+    (median of them) and CPU per delivery."""
     p50s, p99s, alls = [], [], []
     cpu_total = 0.0
     deliveries = missed = 0
-    for _ in range(ctx.profile.broadcasts):
+    for _ in range(count or ctx.profile.broadcasts):
         sent_ns = cpu_before = 0.0
 
         def trigger() -> None:

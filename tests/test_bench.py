@@ -18,7 +18,16 @@ Results = dict[str, Any]
 
 pytestmark = pytest.mark.server
 
-SCENARIOS = ["throughput", "idle_50", "broadcast_50", "churn", "sigterm", "storm"]
+SCENARIOS = [
+    "throughput",
+    "idle_50",
+    "broadcast_50",
+    "churn",
+    "sigterm",
+    "storm",
+    "scale_limit",
+    "scale_60",
+]
 POSITIVE = {
     "throughput": ["events_per_s", "cpu_us_per_event"],
     "idle_50": ["kib_per_stream", "tasks_per_stream"],
@@ -88,6 +97,32 @@ def test_every_resuming_stream_caught_up_exactly(results: Results) -> None:
         for figure in ("all_caught_up_s", "p50_ms", "p99_ms", "cpu_s"):
             assert figures[figure]["median"] > 0, (impl, figure)
         assert storm["errors_logged"][impl]["count"] == 0
+
+
+def test_the_scale_scenario_holds_every_stream_and_reaches_it(results: Results) -> None:
+    at_limit, over_workers = results["meta"]["scale_implementations"]
+    assert at_limit == ["ours", "broker", "floor", "raw"]
+    # broker-redis too when there is a redis-server binary (tests/redis_server.py).
+    assert over_workers[-1] == "ours" and set(over_workers) <= {"broker-redis", "ours"}
+    limit = results["scenarios"]["scale_limit"]
+    for impl in at_limit:
+        figures = limit["figures"][impl]
+        assert figures["held"]["min"] == limit["params"]["streams"], impl
+        assert figures["missed"]["max"] == 0, impl
+        assert figures["tasks_left"]["max"] == 0, impl
+        assert figures["all_ms"]["median"] > 0, impl
+    # Every contender but the floor (no shutdown handling: it hangs) ends each stream cleanly.
+    for impl in ("ours", "broker", "raw"):
+        assert limit["figures"][impl]["clean"]["min"] == limit["params"]["streams"], impl
+    assert limit["figures"]["floor"]["exit_s"]["median"] is None
+    grown = results["scenarios"]["scale_60"]
+    assert grown["params"]["workers"] == 2
+    for impl in over_workers:
+        figures = grown["figures"][impl]
+        assert figures["held"]["min"] == 60, impl
+        assert figures["missed"]["max"] == 0, impl
+        assert figures["cpu_us_per_delivery"]["median"] > 0, impl
+        assert grown["errors_logged"][impl]["count"] == 0
 
 
 def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:

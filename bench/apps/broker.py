@@ -42,8 +42,10 @@ SERVED_BY = (
 )
 TOPIC = "bench"
 
-# A key prefix of its own: a redis-server shared by several rounds starts each one empty.
-broker = Broker(URL, history=HISTORY, prefix=f"bench-{os.getpid()}:")
+# A key prefix of its own: a redis-server shared by several rounds starts each one empty. The
+# scale scenario's workers share one (BENCH_BROKER_PREFIX): a broadcast reaches them all.
+PREFIX = os.environ.get("BENCH_BROKER_PREFIX", f"bench-{os.getpid()}:")
+broker = Broker(URL, history=HISTORY, prefix=PREFIX)
 start = ""  # the log's position before HELLO: every stream resumes from there
 
 

@@ -13,11 +13,14 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from starlette.responses import PlainTextResponse, Response
 
 from .common import HELLO, TICK, WORD, Fanout, stats_body
+from .relay import URL, Relay
 
 SERVED_BY = f"fastapi {fastapi.__version__} fastapi.sse.EventSourceResponse"
 
-app = FastAPI()
 clients: Fanout[ServerSentEvent] = Fanout()
+# Several workers (BENCH_FANOUT_URL): a broadcast reaches them all through Redis (relay.py).
+relay = Relay(URL, lambda: clients.broadcast(ServerSentEvent(raw_data=TICK))) if URL else None
+app = FastAPI(lifespan=relay.lifespan if relay else None)
 
 
 @app.get("/stream", response_class=EventSourceResponse)
@@ -32,7 +35,8 @@ async def stream(n: int | None = None) -> AsyncIterator[ServerSentEvent]:
 
 @app.get("/_broadcast")
 async def broadcast() -> Response:
-    return PlainTextResponse(str(clients.broadcast(ServerSentEvent(raw_data=TICK))))
+    sent = await relay.publish() if relay else clients.broadcast(ServerSentEvent(raw_data=TICK))
+    return PlainTextResponse(str(sent))
 
 
 @app.get("/_stats")

@@ -2,13 +2,17 @@
 
 No framework, no encoding, no task of its own: what any ASGI library could at best reach
 under the same server. Same routes as ours_upstream.py; a broadcast awaits each stream's
-`send` in turn from the request that triggers it.
+`send` in turn from the request that triggers it. On SIGTERM it ends every stream with its
+final chunk, at the least cost: one task sends them all from uvicorn's signal handler (the
+floor of a clean shutdown).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from types import FrameType
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -84,10 +88,41 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
+            LOOP.append(asyncio.get_running_loop())
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+LOOP: list[asyncio.AbstractEventLoop] = []  # the server's, from the lifespan's start-up
+
+
+def _end_streams_on_exit() -> None:
+    """On uvicorn's SIGTERM, send every open stream its end (uvicorn then closes it). Patched
+    on import: uvicorn takes its signal handler after importing the app, before its start-up."""
+    import uvicorn.server
+
+    handle_exit = uvicorn.server.Server.handle_exit
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def end_all() -> None:
+        for send in list(senders):
+            with contextlib.suppress(OSError):
+                await send(END)
+
+    def start() -> None:
+        tasks.add(asyncio.get_running_loop().create_task(end_all()))
+
+    def on_exit(server: uvicorn.server.Server, sig: int, frame: FrameType | None) -> None:
+        handle_exit(server, sig, frame)
+        for loop in LOOP:
+            loop.call_soon_threadsafe(start)
+
+    uvicorn.server.Server.handle_exit = on_exit  # type: ignore[method-assign,assignment]
+
+
+_end_streams_on_exit()
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
