@@ -119,6 +119,10 @@ _GROWTH = [
 ]
 
 
+def _broadcasts(scenarios: dict[str, Any], sizes: list[int]) -> int:
+    return int(scenarios[f"scale_{sizes[-1]}"]["params"]["broadcasts"]) if sizes else 0
+
+
 def draw_scale(doc: dict[str, Any], path: Path) -> None:
     """Write the growth chart of a run with the scale scenario: one line per contender."""
     import matplotlib
@@ -142,6 +146,7 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
                 xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", label=impl, color=COLOURS.get(impl, "#999999"))
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("open streams (all workers)", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -149,11 +154,12 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
     meta = doc["meta"]
     workers = scenarios[f"scale_{sizes[-1]}"]["params"]["workers"] if sizes else 0
     fig.suptitle(
-        f"How cost grows: {workers} uvicorn workers, a broadcast through Redis to every stream "
-        f"- {meta['started'][:10]}\nmade by: {meta['command']}",
+        f"How cost grows: {workers} uvicorn processes, one broadcast through Redis reaching every "
+        f"stream (median of {_broadcasts(scenarios, sizes)}) - {meta['started'][:10]}\n"
+        f"made by: {meta['command']}",
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.88))
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
