@@ -15,9 +15,10 @@ evenly; the harness does the same by dealing the client processes out to the wor
 from __future__ import annotations
 
 import contextlib
+import functools
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.redis_server import redis_server
@@ -99,12 +100,13 @@ def at_limit(ctx: Context, names: list[str]) -> Measurement:
     for _, order in ctx.rounds(1, impls):
         for impl in order:
             with ctx.server(impl) as server:
-                figures = _limit_round(ctx, server, limit)
+                figures = _given_up(m, impl, functools.partial(_limit_round, ctx, server, limit))
                 m.add(impl.name, **figures)
                 m.add_errors(server)
             ctx.say(
-                f"[scale limit] {impl.name:12s} held {figures['held']:,.0f}, "
-                f"all received in {figures['all_ms'] or 0:,.0f} ms, exit {figures['exit_s']} s"
+                f"[scale limit] {impl.name:12s} held {figures.get('held') or 0:,.0f}, "
+                f"all received in {figures.get('all_ms') or 0:,.0f} ms, "
+                f"exit {figures.get('exit_s')} s"
             )
     return m
 
@@ -167,13 +169,14 @@ def over_workers(ctx: Context, names: list[str]) -> list[Measurement]:
             for _, order in ctx.rounds(1, [IMPLEMENTATIONS[n] for n in names]):
                 for impl in order:
                     with _workers(ctx, impl, workers, redis.url) as group:
-                        figures = _workers_round(ctx, group, size, redis.process)
+                        measure = functools.partial(_workers_round, ctx, group, size, redis.process)
+                        figures = _given_up(m, impl, measure)
                         m.add(impl.name, **figures)
                         for server in group.servers:
                             m.add_errors(server)
                     ctx.say(
-                        f"[scale {size:,}] {impl.name:12s} held {figures['held']:,.0f}, "
-                        f"all received in {figures['all_ms'] or 0:,.0f} ms"
+                        f"[scale {size:,}] {impl.name:12s} held {figures.get('held') or 0:,.0f}, "
+                        f"all received in {figures.get('all_ms') or 0:,.0f} ms"
                     )
             out.append(m)
         return out
@@ -202,6 +205,18 @@ def _workers_round(ctx: Context, group: Workers, size: int, redis: Any) -> dict[
     figures["redis_cpu_s"] = cpu_s(redis.pid) - redis_cpu if redis else None
     ctx.clients.close(reset=True)  # RST: no TIME_WAIT left to hold the next size's ports
     return figures
+
+
+def _given_up(
+    m: Measurement, impl: Implementation, measure: Callable[[], dict[str, Value]]
+) -> dict[str, Value]:
+    """`measure()`, or, should a server stop answering the harness (a contender that cannot
+    cope), no figures and the reason among the errors: how far each got is the result."""
+    try:
+        return measure()
+    except OSError as exc:  # the control requests: refused, reset, timed out
+        m.errors.setdefault(impl.name, []).append(f"the harness gave up: {exc!r}")
+        return {"held": None}
 
 
 def _fd_limit() -> int:
