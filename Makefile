@@ -15,12 +15,13 @@ $(VENV)/.installed: pyproject.toml
 # The published package, in its own virtualenv (same import name): the reference that
 # the differential tests and the benchmarks compare against.
 # The stamp names the version and what else is installed: changing either reinstalls. redis:
-# the scale benchmark's queue apps broadcast across worker processes through it.
+# the scale benchmark's queue apps broadcast across worker processes through it; granian:
+# `bench/run.py --server granian`.
 UPSTREAM_VERSION := 3.7.1
-UPSTREAM_STAMP := $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)-redis
+UPSTREAM_STAMP := $(UPSTREAM)/.installed-$(UPSTREAM_VERSION)-redis-granian
 $(UPSTREAM_STAMP):
 	$(PYTHON) -m venv $(UPSTREAM)
-	$(UPSTREAM)/bin/pip install -q 'sse-starlette==$(UPSTREAM_VERSION)' 'uvicorn[standard]' 'redis[hiredis]'
+	$(UPSTREAM)/bin/pip install -q 'sse-starlette==$(UPSTREAM_VERSION)' 'uvicorn[standard]' 'redis[hiredis]' granian
 	touch $@
 
 demo: $(VENV)/.installed

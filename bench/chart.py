@@ -14,6 +14,7 @@ COLOURS = {
     "streaming": "#7f7f7f",
     "raw": "#2ca02c",
     "floor": "#bcbd22",
+    "ours-anyio": "#aec7e8",
     "broker": "#17becf",
     "broker-redis": "#9467bd",
 }

@@ -25,9 +25,13 @@ from bench import report, scale, scenarios
 from bench.client import WINDOW, Clients, raise_fd_limit
 from bench.profiles import PROFILES, SCENARIOS, Profile
 from bench.scenarios import Context, Measurement
-from bench.server import IMPLEMENTATIONS, ROOT
+from bench.server import IMPLEMENTATIONS, ROOT, SERVERS
 
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
+SERVER_LINES = {
+    "uvicorn": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
+    "granian": "granian --interface asgi --workers 1 --loop uvloop --http 1 --no-ws",
+}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +43,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="a tiny run that checks the harness")
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="repeatable")
     parser.add_argument("--impl", action="append", choices=list(IMPLEMENTATIONS))
+    parser.add_argument("--server", choices=list(SERVERS), default="uvicorn")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/latest.json")
     chart = parser.add_mutually_exclusive_group()
     chart.add_argument("--chart", type=Path, help="PNG (default: docs/bench.png for full)")
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"the open-file limit is below {biggest + 1000}: raise it (ulimit -Hn)")
 
     started = datetime.now(timezone.utc)
+    commit = _commit()  # at the start: the code measured, whatever changes during the run
     load_start, clock = _loadavg(), time.monotonic()
     (busy_start, steal_start), own_start = _cpu_times(), _own_cpu_s()
     clients = Clients(CLIENT_PROCESSES)  # forked first: before any server or socket exists
@@ -196,7 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     scale_clients = Clients(profile.scale_clients, spread=True) if "scale" in wanted else None
     try:
         with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
-            ctx = Context(profile, impls, clients, Path(logs), scale_clients=scale_clients)
+            ctx = Context(
+                profile,
+                impls,
+                clients,
+                Path(logs),
+                scale_clients=scale_clients,
+                server_kind=args.server,
+            )
             measured, took = _run(ctx, wanted, brokers, stormers, scalers)
     finally:
         clients.stop()
@@ -213,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "profile": profile.name,
             "command": command.strip(),
             "started": started.isoformat(timespec="seconds"),
-            "commit": _commit(),
+            "commit": commit,
             "duration_s": round(time.monotonic() - clock, 1),
             "scenario_durations_s": took,
             "implementations": names,
@@ -221,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "storm_implementations": stormers if "storm" in wanted else [],
             "scale_implementations": scalers if "scale" in wanted else [[], []],
             "served_by": ctx.served_by,
-            "server": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
+            "server": SERVER_LINES[args.server],
             "client_processes": CLIENT_PROCESSES,
             "machine": {
                 "cpus": os.cpu_count(),

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 SCENARIOS = ("throughput", "idle", "broadcast", "churn", "sigterm", "broker", "storm", "scale")
-ALL = ("ours", "upstream", "fastapi-sse", "streaming", "raw")
+PEERS = ("ours", "upstream", "fastapi-sse", "streaming", "raw")
+# The full profile adds what bounds this project (the floor: the app with the least response)
+# and its fallback path (anyio scopes, as on Python 3.10), paired with the rest in one run.
+ALL = (*PEERS, "floor", "ours-anyio")
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ PROFILES = {
     "quick": replace(
         FULL,
         name="quick",
+        implementations=PEERS,
         reps=3,
         events=50_000,
         fleets=(1_000,),

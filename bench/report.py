@@ -48,7 +48,7 @@ def results(measurement: Measurement) -> dict[str, Any]:
             for impl, lines in measurement.errors.items()
         },
     }
-    for base in ("raw", "upstream"):
+    for base in ("raw", "upstream", "floor"):
         if base not in samples:
             continue
         out["ratios"][f"vs_{base}"] = {
@@ -74,7 +74,7 @@ def _stat(scenarios: dict[str, Any], path: str, stat: str) -> float | None:
     return float(value) if value is not None else None
 
 
-_ISSUE, _DESIGN, _SCALE = "issue 3", "DESIGN §3", "issue 16"
+_ISSUE, _DESIGN, _SCALE, _FLOOR = "issue 3", "DESIGN §3", "issue 16", "issue 16 §1"
 # (target, source, where this project's value is, statistic over rounds, test, limit), in the
 # order they are printed; a row with "{n}" stands for one target per fleet size, and a run of
 # such rows repeats, size by size. Leaks show as the worst round (max) or, for memory, as
@@ -94,8 +94,16 @@ _TARGETS: list[tuple[str, str, str, str, Callable[[float, float], bool], float]]
      "broadcast_{n}/ratios/vs_raw/ours/cpu_us_per_delivery", "median", operator.le, 1.3),
     ("broadcast p99 <= 0.5x upstream ({n:,} streams)", _DESIGN,
      "broadcast_{n}/ratios/vs_upstream/ours/p99_ms", "median", operator.le, 0.5),
+    ("idle memory <= 1.05x floor ({n:,} streams)", _FLOOR,
+     "idle_{n}/ratios/vs_floor/ours/kib_per_stream", "median", operator.le, 1.05),
+    ("CPU per broadcast delivery <= 1.05x floor ({n:,} streams)", _FLOOR,
+     "broadcast_{n}/ratios/vs_floor/ours/cpu_us_per_delivery", "median", operator.le, 1.05),
     ("CPU per connect/disconnect <= 1.7x raw", _ISSUE,
      "churn/ratios/vs_raw/ours/cpu_us_per_conn", "median", operator.le, 1.7),
+    ("CPU per event <= 1.05x floor", _FLOOR,
+     "throughput/ratios/vs_floor/ours/cpu_us_per_event", "median", operator.le, 1.05),
+    ("CPU per connect/disconnect <= 1.10x floor", _FLOOR,
+     "churn/ratios/vs_floor/ours/cpu_us_per_conn", "median", operator.le, 1.10),
     ("churn leaves no task behind (max over rounds)", _ISSUE,
      "churn/figures/ours/tasks_left", "max", operator.le, 0),
     ("churn leaves no stream behind (max over rounds)", _ISSUE,
@@ -260,7 +268,9 @@ SEPARATE = ("broker", "storm", "scale")
 def table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:
     """The figures as text: medians over rounds, [spread], and this project's paired ratios."""
     rows = {name: r for name, r in scenarios.items() if not name.startswith(SEPARATE)}
-    return _table(rows, implementations, [("ours", "raw"), ("ours", "upstream")])
+    ratios = [("ours", base) for base in ("raw", "upstream", "floor") if base in implementations]
+    ratios += [("ours-anyio", "floor")] if {"ours-anyio", "floor"} <= set(implementations) else []
+    return _table(rows, implementations, ratios)
 
 
 def broker_table(scenarios: dict[str, Any], implementations: Sequence[str]) -> str:

@@ -58,6 +58,7 @@ class Context:
     log_dir: Path
     served_by: dict[str, str] = field(default_factory=dict)
     scale_clients: Clients | None = None  # the scale scenario's own (bench/scale.py)
+    server_kind: str = "uvicorn"  # which ASGI server runs every contender (server.SERVERS)
 
     def rounds(
         self, reps: int, impls: list[Implementation] | None = None
@@ -70,7 +71,7 @@ class Context:
 
     @contextlib.contextmanager
     def server(self, impl: Implementation, env: dict[str, str] | None = None) -> Iterator[Server]:
-        server = Server(impl, self.log_dir, env)
+        server = Server(impl, self.log_dir, env, self.server_kind)
         self.served_by[impl.name] = server.served_by
         try:
             yield server

@@ -1,7 +1,9 @@
 """The implementations compared, and one server process of each: start, measure, stop.
 
-Every server is uvicorn with uvloop and httptools, in its own process, on a socket the harness
-binds first (127.0.0.1, no port race) and passes with `--fd`. The server runs with cwd=bench
+Every server is uvicorn with uvloop and httptools (or, with `--server granian`, granian with
+uvloop and one worker process), in its own process, on a socket the harness binds first
+(127.0.0.1, no port race) and passes with `--fd`; granian takes no socket, so it gets the
+port of one the harness has just bound and closed. The server runs with cwd=bench
 and imports `apps.<module>`: the repository is not on its path, so `import sse_starlette` finds
 the package of the interpreter's virtualenv.
 What the harness reads of it comes from /proc and from the app's `/_stats` endpoint.
@@ -9,6 +11,7 @@ What the harness reads of it comes from /proc and from the app's `/_stats` endpo
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -26,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 BACKLOG = 4096  # the kernel caps it at net.core.somaxconn; clients keep fewer pending
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# A server holding 16,000 streams of a slow contender may take tens of seconds to answer.
+CONTROL_TIMEOUT = 120.0
 ERROR_LINE = re.compile(r"\bERROR\b|Traceback")
 
 
@@ -50,6 +55,32 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its descendants (granian serves from a worker process of its own)."""
+    pids = [pid]
+    for parent in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{parent}/task").iterdir():
+                pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
+
+
+# The servers, as data: each one's command line (for the app, the socket and its port).
+SERVERS = {
+    "uvicorn": lambda python, app, fd, port: [
+        *(python, "-m", "uvicorn", app, "--fd", str(fd)),
+        # uvicorn listens again on the socket: keep the larger backlog
+        *("--backlog", str(BACKLOG), "--loop", "uvloop", "--http", "httptools"),
+        *("--no-access-log", "--log-level", "warning"),
+    ],
+    "granian": lambda python, app, fd, port: [
+        *(python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
+        *("--port", str(port), "--backlog", str(BACKLOG), "--workers", "1"),
+        *("--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning", app),
+    ],
+}
+
+
 @dataclass(frozen=True)
 class Implementation:
     """One contender: which interpreter (virtualenv) runs which app module."""
@@ -67,10 +98,12 @@ IMPLEMENTATIONS = {
         Implementation("upstream", ROOT / ".venv-upstream/bin/python", "ours_upstream:app"),
         Implementation("streaming", ROOT / ".venv/bin/python", "streaming:app"),
         Implementation("raw", ROOT / ".venv/bin/python", "raw:app"),
-        # Not run by default (yet: the committed full run predates it): FastAPI's own SSE.
+        # FastAPI's own SSE.
         Implementation("fastapi-sse", ROOT / ".venv/bin/python", "fastapi_sse:app"),
-        # Not run by default: the app and Starlette with the least response (apps/floor.py).
+        # The app and Starlette with the least response (apps/floor.py): full profile only.
         Implementation("floor", ROOT / ".venv/bin/python", "floor:app"),
+        # `ours` on its fallback path, anyio's scopes (apps/ours_anyio.py): full profile only.
+        Implementation("ours-anyio", ROOT / ".venv/bin/python", "ours_anyio:app"),
         # The broker scenario's contenders (apps/broker.py), beside raw.
         Implementation("broker", ROOT / ".venv/bin/python", "broker:app"),
         Implementation("broker-redis", ROOT / ".venv/bin/python", "broker:app", needs_redis=True),
@@ -84,7 +117,11 @@ class Server:
     """A running uvicorn process serving one implementation."""
 
     def __init__(
-        self, impl: Implementation, log_dir: Path, env: dict[str, str] | None = None
+        self,
+        impl: Implementation,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        server: str = "uvicorn",
     ) -> None:
         self.impl = impl
         sock = socket.socket()
@@ -92,28 +129,14 @@ class Server:
         sock.listen(BACKLOG)
         self.port: int = sock.getsockname()[1]
         self.log_path = log_dir / f"{impl.name}-{self.port}.log"
-        cmd = [
-            str(impl.python),
-            "-m",
-            "uvicorn",
-            f"apps.{impl.app}",
-            "--fd",
-            str(sock.fileno()),
-            "--backlog",  # uvicorn listens again on the socket: keep the larger backlog
-            str(BACKLOG),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        cmd = SERVERS[server](str(impl.python), f"apps.{impl.app}", sock.fileno(), self.port)
+        if server != "uvicorn":  # it binds the port itself
+            sock.close()
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 cmd,
                 cwd=BENCH,
-                pass_fds=[sock.fileno()],
+                pass_fds=[sock.fileno()] if server == "uvicorn" else [],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(env or {})},
@@ -141,7 +164,7 @@ class Server:
 
     def get(self, path: str) -> bytes:
         """A control request (not the measured path, so plain http.client is fine)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=CONTROL_TIMEOUT)
         try:
             conn.request("GET", path)
             return conn.getresponse().read()
@@ -162,12 +185,12 @@ class Server:
         return self.get(f"/_publish?n={n}&size={size}").decode()
 
     def cpu_s(self) -> float:
-        """CPU seconds the server has used, all threads, user and system."""
-        return cpu_s(self.process.pid)
+        """CPU seconds the server has used, all threads and processes, user and system."""
+        return sum(cpu_s(pid) for pid in tree(self.process.pid))
 
     def rss_kib(self) -> int:
-        """Resident memory of the server process."""
-        return rss_kib(self.process.pid)
+        """Resident memory of the server's processes."""
+        return sum(rss_kib(pid) for pid in tree(self.process.pid))
 
     def wait_streams(self, count: int, timeout: float) -> dict[str, Any]:
         """Poll `/_stats` until the app holds `count` streams (or the deadline passes)."""
