@@ -120,6 +120,11 @@ _GROWTH = [
 ]
 
 
+def _is_grown(name: str) -> bool:
+    """`scale_<N>`: a size of the scale scenario over workers (not `scale_limit`)."""
+    return name.startswith("scale_") and name[6:].isdigit()
+
+
 def _broadcasts(scenarios: dict[str, Any], sizes: list[int]) -> int:
     return int(scenarios[f"scale_{sizes[-1]}"]["params"]["broadcasts"]) if sizes else 0
 
@@ -132,7 +137,7 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = doc["scenarios"]
-    sizes = sorted(int(name.split("_")[1]) for name in scenarios if name.split("_")[-1].isdigit())
+    sizes = sorted(int(name[6:]) for name in scenarios if _is_grown(name))
     impls: list[str] = doc["meta"]["scale_implementations"][1]
     fig, axes = plt.subplots(1, len(_GROWTH), figsize=(4.2 * len(_GROWTH), 3.6), squeeze=False)
     for ax, (figure, title) in zip(axes.flat, _GROWTH, strict=True):
@@ -143,9 +148,17 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
                 if (stats := scenarios[f"scale_{n}"]["figures"].get(impl, {}).get(figure))
                 and stats["median"] is not None
             ]
+            # A size the harness gave up on (the servers stopped answering): said in the legend.
+            lost = [
+                n
+                for n in sizes
+                if scenarios[f"scale_{n}"]["figures"].get(impl, {}).get("held", {}).get("median")
+                is None
+            ]
+            label = f"{impl} (gave up at {lost[0]:,})" if lost else impl
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", label=impl, color=COLOURS.get(impl, "#999999"))
+                ax.plot(xs, ys, marker="o", label=label, color=COLOURS.get(impl, "#999999"))
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=9)

@@ -272,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")
     chart = _chart_path(args, profile)
     if chart is not None:
-        from bench.chart import draw, draw_scale
+        from bench.chart import _is_grown, draw, draw_scale
 
         # A run of only the scenarios with charts of their own leaves the main chart alone.
         if any(not name.startswith(report.SEPARATE) for name in results):
             draw(doc, chart)
             print(f"chart: {chart}")
-        if any(name.split("_")[-1].isdigit() for name in results if name.startswith("scale_")):
+        if any(_is_grown(name) for name in results):
             # docs/bench.png -> docs/scale.png; any other name.png -> name-scale.png
             name = "scale" if chart.stem == "bench" else f"{chart.stem}-scale"
             growth = chart.with_name(name + chart.suffix)

@@ -125,6 +125,15 @@ def test_the_scale_scenario_holds_every_stream_and_reaches_it(results: Results) 
         assert grown["errors_logged"][impl]["count"] == 0
 
 
+def test_the_charts_draw_from_the_results(results: Results, tmp_path: Path) -> None:
+    from bench.chart import draw, draw_scale
+
+    draw(results, tmp_path / "bench.png")
+    draw_scale(results, tmp_path / "scale.png")
+    assert (tmp_path / "bench.png").stat().st_size > 10_000
+    assert (tmp_path / "scale.png").stat().st_size > 10_000
+
+
 def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:
     out = tmp_path / "parser.json"
     done = subprocess.run(
