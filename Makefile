@@ -41,7 +41,7 @@ check: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed $(UPSTREAM_STAMP)
-	$(BIN)/python bench/run.py            # full profile, ~10 min, writes docs/bench.png
+	$(BIN)/python bench/run.py            # full profile, ~30 min, writes docs/bench.png and docs/scale.png
 
 bench-quick: $(VENV)/.installed $(UPSTREAM_STAMP)
 	$(BIN)/python bench/run.py --quick    # ~2 min
