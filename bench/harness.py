@@ -30,7 +30,8 @@ from bench.server import IMPLEMENTATIONS, ROOT, SERVERS
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
 SERVER_LINES = {
     "uvicorn": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
-    "granian": "granian --interface asgi --workers 1 --loop uvloop --http 1 --no-ws",
+    "granian": "granian --interface asgi --workers 1 --backpressure 20000 --loop uvloop --http 1 "
+    "--no-ws",
 }
 
 

@@ -76,6 +76,8 @@ SERVERS = {
     "granian": lambda python, app, fd, port: [
         *(python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
         *("--port", str(port), "--backlog", str(BACKLOG), "--workers", "1"),
+        # Requests in flight, per worker (default: the backlog, 4,096): every open stream is one.
+        *("--backpressure", "20000"),
         *("--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning", app),
     ],
 }
