@@ -100,12 +100,20 @@ def draw(doc: dict[str, Any], path: Path) -> None:
     fig.suptitle(
         "sse_starlette vs sse-starlette 3.7.1, fastapi.sse, StreamingResponse and a raw ASGI "
         f"loop; its Broker "
-        f"(uvicorn, uvloop, httptools) - {meta['profile']} profile, {meta['started'][:10]}\n"
+        f"({meta['server'].split(' --')[0]}, uvloop) - {meta['profile']} profile, "
+        f"{meta['started'][:10]}\n"
         "bars: median over interleaved rounds; whiskers: min-max; labels: paired ratio to raw; "
         f"made by: {meta['command']}",
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    _save(fig, path, top=0.93)
+
+
+def _save(fig: Any, path: Path, top: float) -> None:
+    """Lay out (the title above `top`), write the PNG, free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=(0, 0, 1, top))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -173,7 +181,4 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
         f"made by: {meta['command']}",
         fontsize=9,
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.9))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, top=0.9)
