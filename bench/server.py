@@ -115,6 +115,18 @@ IMPLEMENTATIONS = {
 }
 
 
+def _outside_package(log_dir: Path) -> Path:
+    """A directory whose `apps` is bench/apps, with no package around it. Granian puts on
+    sys.path the first directory above the app that is not a package: from bench (a package)
+    that is the repository, whose sse_starlette would then shadow the published one in
+    .venv-upstream."""
+    where = log_dir / "granian-cwd"
+    if not where.exists():
+        where.mkdir()
+        (where / "apps").symlink_to(BENCH / "apps")
+    return where
+
+
 class Server:
     """A running uvicorn process serving one implementation."""
 
@@ -132,12 +144,14 @@ class Server:
         self.port: int = sock.getsockname()[1]
         self.log_path = log_dir / f"{impl.name}-{self.port}.log"
         cmd = SERVERS[server](str(impl.python), f"apps.{impl.app}", sock.fileno(), self.port)
+        cwd = BENCH
         if server != "uvicorn":  # it binds the port itself
             sock.close()
+            cwd = _outside_package(log_dir)
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 cmd,
-                cwd=BENCH,
+                cwd=cwd,
                 pass_fds=[sock.fileno()] if server == "uvicorn" else [],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -148,6 +162,10 @@ class Server:
         self._waiter = threading.Thread(target=self._wait, daemon=True)
         self._waiter.start()
         self.served_by = str(self._ready(30.0)["served_by"])
+        venv = impl.python.parent.parent
+        if venv.name == ".venv-upstream" and str(venv) not in self.served_by:
+            self.stop()
+            raise RuntimeError(f"{impl.name} imported another package: {self.served_by}")
 
     def _wait(self) -> None:
         # A thread that reaps the process stamps the moment it exits (SIGTERM timing).
