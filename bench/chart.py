@@ -176,7 +176,8 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
     meta = doc["meta"]
     workers = scenarios[f"scale_{sizes[-1]}"]["params"]["workers"] if sizes else 0
     fig.suptitle(
-        f"How cost grows: {workers} uvicorn processes, one broadcast through Redis reaching every "
+        f"How cost grows: {workers} {meta['server'].split()[0]} processes, one broadcast through "
+        "Redis reaching every "
         f"stream (median of {_broadcasts(scenarios, sizes)}) - {meta['started'][:10]}\n"
         f"made by: {meta['command']}",
         fontsize=9,

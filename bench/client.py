@@ -270,6 +270,11 @@ def serve(conn: Connection, source: str) -> None:
             raise ValueError(f"unknown command {command!r}")
 
 
+class ClientsOutOfStep(RuntimeError):
+    """A client process did not answer: its pipe may hold a late reply, so no command after
+    this one can be trusted (not an OSError: a server that stops answering is one)."""
+
+
 class Clients:
     """The harness's handle on its client processes; work is split evenly between them."""
 
@@ -301,7 +306,7 @@ class Clients:
     @staticmethod
     def _reply(conn: Connection, timeout: float) -> Any:
         if not conn.poll(timeout):
-            raise TimeoutError("client process did not answer in time")
+            raise ClientsOutOfStep("client process did not answer in time")
         kind, *payload = conn.recv()
         return payload[0] if payload else kind
 
@@ -344,9 +349,13 @@ class Clients:
             conn.send(command)
         for conn in self._conns:
             if self._reply(conn, 30) != "ready":
-                raise RuntimeError("client process out of step")
-        trigger()
-        return [self._reply(conn, timeout + 10) for conn in self._conns]
+                raise ClientsOutOfStep("client process out of step")
+        try:
+            trigger()
+        finally:
+            # Even when the trigger failed: a reply left in a pipe would answer the next command.
+            replies = [self._reply(conn, timeout + 10) for conn in self._conns]
+        return replies
 
     def collect(self, trigger: Callable[[], object], timeout: float) -> dict[str, Any]:
         """Run `trigger` (a broadcast) and gather when each open stream received it."""

@@ -23,10 +23,11 @@ from typing import Any
 
 from bench import report, scale, scenarios
 from bench.client import WINDOW, Clients, raise_fd_limit
-from bench.profiles import PROFILES, SCENARIOS, Profile
+from bench.profiles import PROFILES, SCENARIOS
 from bench.scenarios import Context, Measurement
 from bench.server import IMPLEMENTATIONS, ROOT, SERVERS
 
+FULL_RUN = ROOT / "bench/results/full.json"  # the run the README quotes
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
 SERVER_LINES = {
     "uvicorn": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
@@ -52,15 +53,15 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _chart_path(args: argparse.Namespace, profile: Profile) -> Path | None:
+def _chart_path(args: argparse.Namespace) -> Path | None:
     if args.no_chart:
         return None
     if args.chart is not None:
         return Path(args.chart)
-    # Only the full profile replaces the chart the README shows.
-    return {"full": ROOT / "docs/bench.png", "quick": ROOT / "bench/results/quick.png"}.get(
-        profile.name
-    )
+    # Only the run the README quotes replaces the charts it shows; any other beside its JSON.
+    if args.out.resolve() == FULL_RUN:
+        return ROOT / "docs/bench.png"
+    return Path(args.out).with_suffix(".png")
 
 
 def _commit() -> str:
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         if not impl.python.exists():
             sys.exit(f"{impl.name}: {impl.python} is missing (make test sets up both venvs)")
     biggest = max([*profile.fleets, profile.sigterm_streams, profile.storm_clients, 2 * WINDOW])
+    if "scale" in wanted:  # each worker's and each client process's share of the largest size
+        top = max(profile.scale_sizes)
+        biggest = max(biggest, top // profile.scale_workers, top // profile.scale_clients)
     if raise_fd_limit() < biggest + 1000:
         sys.exit(f"the open-file limit is below {biggest + 1000}: raise it (ulimit -Hn)")
 
@@ -271,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
     print(report.target_lines(doc["targets"]))
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")
-    chart = _chart_path(args, profile)
+    chart = _chart_path(args)
     if chart is not None:
         from bench.chart import _is_grown, draw, draw_scale
 

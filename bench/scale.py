@@ -100,7 +100,9 @@ def at_limit(ctx: Context, names: list[str]) -> Measurement:
     for _, order in ctx.rounds(1, impls):
         for impl in order:
             with ctx.server(impl) as server:
-                figures = _given_up(m, impl, functools.partial(_limit_round, ctx, server, limit))
+                figures = _given_up(
+                    ctx, m, impl, functools.partial(_limit_round, ctx, server, limit)
+                )
                 m.add(impl.name, **figures)
                 m.add_errors(server)
             ctx.say(
@@ -138,9 +140,11 @@ def _limit_round(ctx: Context, server: Server, size: int) -> dict[str, Value]:
     exited = server.wait_exit(sent + int(hung_s * 1e9))
     figures.update(
         exit_s=(server.exited_ns - sent) / 1e9 if exited else None,
+        hung=0.0 if exited else 1.0,
         clean=float(ends["clean"]),
         cut=float(ends["eof"] + ends["reset"]),
         left_open=float(ends["open"]),
+        unclean=float(again - ends["clean"]),  # cut, left open or never reopened
     )
     return figures
 
@@ -170,7 +174,7 @@ def over_workers(ctx: Context, names: list[str]) -> list[Measurement]:
                 for impl in order:
                     with _workers(ctx, impl, workers, redis.url) as group:
                         measure = functools.partial(_workers_round, ctx, group, size, redis.process)
-                        figures = _given_up(m, impl, measure)
+                        figures = _given_up(ctx, m, impl, measure)
                         m.add(impl.name, **figures)
                         for server in group.servers:
                             m.add_errors(server)
@@ -208,7 +212,7 @@ def _workers_round(ctx: Context, group: Workers, size: int, redis: Any) -> dict[
 
 
 def _given_up(
-    m: Measurement, impl: Implementation, measure: Callable[[], dict[str, Value]]
+    ctx: Context, m: Measurement, impl: Implementation, measure: Callable[[], dict[str, Value]]
 ) -> dict[str, Value]:
     """`measure()`, or, should a server stop answering the harness (a contender that cannot
     cope), no figures and the reason among the errors: how far each got is the result."""
@@ -216,7 +220,9 @@ def _given_up(
         return measure()
     except OSError as exc:  # the control requests: refused, reset, timed out
         m.errors.setdefault(impl.name, []).append(f"the harness gave up: {exc!r}")
-        return {"held": None}
+        ctx.clients.close(reset=True)
+        # Not one stream counts as held: every target on this size is missed, not n/a.
+        return {"held": None, "failed": float(m.params["streams"]), "hung": 1.0}
 
 
 def _fd_limit() -> int:

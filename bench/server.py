@@ -128,7 +128,7 @@ def _outside_package(log_dir: Path) -> Path:
 
 
 class Server:
-    """A running uvicorn process serving one implementation."""
+    """A running server process (uvicorn or granian) serving one implementation."""
 
     def __init__(
         self,

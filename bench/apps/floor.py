@@ -5,8 +5,8 @@ ours_upstream.py. The response sends each item as the generator yields it, and o
 asyncio task waits for the client to leave and then cancels the stream: no ping, no send
 timeout, no shutdown handling, no encoder, no error handling (so endless streams hold up a
 graceful shutdown). What lies between `floor` and `raw` is the app's and Starlette's share of
-each figure; what lies between `ours` and `floor` is the response's. Not a contender: run it
-with `--impl floor`.
+each figure; what lies between `ours` and `floor` is the response's. Not a contender: the full
+profile runs it beside them (or `--impl floor`).
 """
 
 from __future__ import annotations
