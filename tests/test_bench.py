@@ -148,3 +148,21 @@ def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> Non
     for figures in cases.values():
         assert figures["ours"]["events"] == figures["httpx-sse"]["events"] > 0
         assert figures["ours"]["MB/s"] > 0
+
+
+def test_a_failed_trigger_leaves_the_client_processes_in_step() -> None:
+    # A server that stops answering a broadcast: its reply never comes, the harness gives up
+    # on it, and the next contender's round must read its own replies, not the old ones.
+    from bench.client import Clients
+
+    clients = Clients(2, spread=True)
+    try:
+
+        def trigger() -> None:
+            raise TimeoutError("timed out")  # what http.client raises when /_broadcast hangs
+
+        with pytest.raises(TimeoutError):
+            clients.collect(trigger, 0.5)
+        assert clients.open(1, 0, 1.0)["done"] == 0  # the next command's own reply
+    finally:
+        clients.stop()

@@ -265,6 +265,63 @@ def test_readme_scale_claims_without_a_number_hold() -> None:
     assert "gave up" in top["errors_logged"]["fastapi-sse"]["first"][0]
 
 
+# The README's granian paragraph quotes bench/results/granian.json, a run of the headline
+# scenarios under granian.
+GRANIAN = json.loads((ROOT / "bench" / "results" / "granian.json").read_text())
+QUOTED_GRANIAN_FIGURES = [
+    # (README text with the number as {}, scenario, ratio base or None, implementation, figure)
+    (
+        "idle stream holds {} KiB and 2 tasks (3.7.1: 50",
+        "idle_1000",
+        None,
+        "ours",
+        "kib_per_stream",
+    ),
+    ("tasks (3.7.1: {} KiB and 5), a connect", "idle_1000", None, "upstream", "kib_per_stream"),
+    ("a connect costs {}x 3.7.1's CPU", "churn", "vs_upstream", "ours", "cpu_us_per_conn"),
+    ("arrives in {}x its p99", "broadcast_1000", "vs_upstream", "ours", "p99_ms"),
+    ("throughput, {}x 3.7.1's events/s", "throughput", "vs_upstream", "ours", "events_per_s"),
+    ("events/s ({} against", "throughput", None, "ours", "events_per_s"),
+    ("against {}) at about", "throughput", None, "upstream", "events_per_s"),
+    ("CPU per event ({} against", "throughput", None, "ours", "cpu_us_per_event"),
+    ("against {} µs), so granian", "throughput", None, "upstream", "cpu_us_per_event"),
+    ("this project gets ({} events/s)", "throughput", None, "raw", "events_per_s"),
+    ("under granian too (p99 {} against", "broadcast_1000", None, "streaming", "p99_ms"),
+    ("against {} ms).", "broadcast_1000", None, "ours", "p99_ms"),
+]
+
+
+@pytest.mark.parametrize(("text", "scenario", "base", "impl", "figure"), QUOTED_GRANIAN_FIGURES)
+def test_readme_granian_figure_is_the_granian_runs(
+    text: str, scenario: str, base: str | None, impl: str, figure: str
+) -> None:
+    figures = GRANIAN["scenarios"][scenario]["ratios" if base else "figures"]
+    value = (figures[base] if base else figures)[impl][figure]["median"]
+    assert_quoted(README, text, value)
+
+
+def test_readme_granian_claims_hold() -> None:
+    assert GRANIAN["meta"]["server"].startswith("granian")
+    # the upstream contender ran the published package, not this project
+    assert ".venv-upstream" in GRANIAN["meta"]["served_by"]["upstream"]
+    sigterm = GRANIAN["scenarios"]["sigterm"]
+    streams = sigterm["params"]["streams"]
+    # "only this project's streams end on SIGTERM ... did not exit until killed, every round"
+    assert sigterm["figures"]["ours"]["clean"]["min"] == streams
+    for impl in ("upstream", "fastapi-sse", "streaming"):
+        assert all(sigterm["figures"][impl]["hung"]["samples"]), impl
+    # "so granian spent 1.4 cores on 3.7.1's stream and 0.8 on ours"
+    throughput = GRANIAN["scenarios"]["throughput"]["figures"]
+    cores = {
+        i: throughput[i]["events_per_s"]["median"]
+        * throughput[i]["cpu_us_per_event"]["median"]
+        / 1e6
+        for i in ("ours", "upstream")
+    }
+    assert_quoted(README, "granian spent {} cores", cores["upstream"])
+    assert_quoted(README, "cores on 3.7.1's stream and {} on ours", cores["ours"])
+
+
 # bench/README.md's tables of what bounds the figures: the same full run, cell by cell.
 BENCH_README = (ROOT / "bench" / "README.md").read_text()
 FLOOR_ROWS = [
