@@ -106,6 +106,8 @@ IMPLEMENTATIONS = {
         Implementation("floor", ROOT / ".venv/bin/python", "floor:app"),
         # `ours` on its fallback path, anyio's scopes (apps/ours_anyio.py): full profile only.
         Implementation("ours-anyio", ROOT / ".venv/bin/python", "ours_anyio:app"),
+        # `ours` with ping=0 (apps/ours_noping.py): what the ping timer costs; --impl only.
+        Implementation("ours-noping", ROOT / ".venv/bin/python", "ours_noping:app"),
         # The broker scenario's contenders (apps/broker.py), beside raw.
         Implementation("broker", ROOT / ".venv/bin/python", "broker:app"),
         Implementation("broker-redis", ROOT / ".venv/bin/python", "broker:app", needs_redis=True),
