@@ -379,6 +379,30 @@ def test_bench_readme_bounds_claims_hold() -> None:
     assert_quoted(BENCH_README, "longer still ({} s)", exits["upstream"])
 
 
+# bench/README.md's first measure of what the ping timer costs: bench/results/ablation.json.
+ABLATION = json.loads((ROOT / "bench" / "results" / "ablation.json").read_text())["scenarios"]
+
+
+def test_bench_readme_ablation_figures_are_the_committed_runs() -> None:
+    idle, churn = ABLATION["idle_1000"], ABLATION["churn"]
+    kib = {
+        i: idle["figures"][i]["kib_per_stream"]["median"] for i in ("ours", "floor", "ours-noping")
+    }
+    assert_quoted(BENCH_README, "idle stream holds {} KiB against", kib["ours-noping"])
+    assert_quoted(BENCH_README, "against `floor`'s {} (1", kib["floor"])
+    ratios = idle["ratios"]["vs_floor"]
+    noping = ratios["ours-noping"]["kib_per_stream"]["median"]
+    assert_quoted(BENCH_README, "({}x, where `ours`", noping)
+    assert_quoted(BENCH_README, "where `ours` is {}x)", ratios["ours"]["kib_per_stream"]["median"])
+    conn = churn["ratios"]["vs_floor"]["ours-noping"]["cpu_us_per_conn"]["median"]
+    assert_quoted(BENCH_README, "connection costs {}x `floor`'s CPU, as with it", conn)
+    assert round(churn["ratios"]["vs_floor"]["ours"]["cpu_us_per_conn"]["median"], 2) == round(
+        conn, 2
+    )
+    assert_quoted(BENCH_README, "is {} KiB of the", kib["ours"] - kib["ours-noping"])
+    assert_quoted(BENCH_README, "KiB of the {} KiB", kib["ours"] - kib["floor"])
+
+
 def test_readme_bench_claims_without_a_number_hold() -> None:
     throughput = BENCH["scenarios"]["throughput"]["figures"]
     churn = BENCH["scenarios"]["churn"]["figures"]["ours"]
