@@ -128,12 +128,12 @@ _GROWTH = [
 ]
 
 
-def _is_grown(name: str) -> bool:
+def is_scale_size(name: str) -> bool:
     """`scale_<N>`: a size of the scale scenario over workers (not `scale_limit`)."""
     return name.startswith("scale_") and name[6:].isdigit()
 
 
-def _broadcasts(scenarios: dict[str, Any], sizes: list[int]) -> int:
+def _broadcast_count(scenarios: dict[str, Any], sizes: list[int]) -> int:
     return int(scenarios[f"scale_{sizes[-1]}"]["params"]["broadcasts"]) if sizes else 0
 
 
@@ -145,28 +145,27 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scenarios = doc["scenarios"]
-    sizes = sorted(int(name[6:]) for name in scenarios if _is_grown(name))
+    sizes = sorted(int(name[6:]) for name in scenarios if is_scale_size(name))
     impls: list[str] = doc["meta"]["scale_implementations"][1]
+    figures = {
+        (impl, n): scenarios[f"scale_{n}"]["figures"].get(impl, {}) for impl in impls for n in sizes
+    }
+    labels = {}
+    for impl in impls:
+        # A size the harness gave up on (the servers stopped answering): said in the legend.
+        lost = [n for n in sizes if figures[impl, n].get("held", {}).get("median") is None]
+        labels[impl] = f"{impl} (gave up at {lost[0]:,})" if lost else impl
     fig, axes = plt.subplots(1, len(_GROWTH), figsize=(4.2 * len(_GROWTH), 3.6), squeeze=False)
     for ax, (figure, title) in zip(axes.flat, _GROWTH, strict=True):
         for impl in impls:
             points = [
                 (n, stats["median"])
                 for n in sizes
-                if (stats := scenarios[f"scale_{n}"]["figures"].get(impl, {}).get(figure))
-                and stats["median"] is not None
+                if (stats := figures[impl, n].get(figure)) and stats["median"] is not None
             ]
-            # A size the harness gave up on (the servers stopped answering): said in the legend.
-            lost = [
-                n
-                for n in sizes
-                if scenarios[f"scale_{n}"]["figures"].get(impl, {}).get("held", {}).get("median")
-                is None
-            ]
-            label = f"{impl} (gave up at {lost[0]:,})" if lost else impl
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", label=label, color=COLOURS.get(impl, "#999999"))
+                ax.plot(xs, ys, marker="o", label=labels[impl], color=COLOURS.get(impl, "#999999"))
         ax.set_xscale("log")
         ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=9)
@@ -178,7 +177,7 @@ def draw_scale(doc: dict[str, Any], path: Path) -> None:
     fig.suptitle(
         f"How cost grows: {workers} {meta['server'].split()[0]} processes, one broadcast through "
         "Redis reaching every "
-        f"stream (median of {_broadcasts(scenarios, sizes)}) - {meta['started'][:10]}\n"
+        f"stream (median of {_broadcast_count(scenarios, sizes)}) - {meta['started'][:10]}\n"
         f"made by: {meta['command']}",
         fontsize=9,
     )

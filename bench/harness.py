@@ -277,13 +277,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{profile.name} profile: {doc['meta']['duration_s']} s; results in {args.out}")
     chart = _chart_path(args)
     if chart is not None:
-        from bench.chart import _is_grown, draw, draw_scale
+        from bench.chart import draw, draw_scale, is_scale_size
 
         # A run of only the scenarios with charts of their own leaves the main chart alone.
         if any(not name.startswith(report.SEPARATE) for name in results):
             draw(doc, chart)
             print(f"chart: {chart}")
-        if any(_is_grown(name) for name in results):
+        if any(is_scale_size(name) for name in results):
             # docs/bench.png -> docs/scale.png; any other name.png -> name-scale.png
             name = "scale" if chart.stem == "bench" else f"{chart.stem}-scale"
             growth = chart.with_name(name + chart.suffix)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.redis_server import redis_server
-from bench.scenarios import Context, Measurement, Value, _broadcasts, _warm_up
+from bench.scenarios import Context, Measurement, Value, broadcasts, terminate, warm_up
 from bench.server import IMPLEMENTATIONS, Implementation, Server, cpu_s
 
 # One process at its limit: the queue-per-client apps, the Broker, the floor of the queue apps
@@ -114,11 +114,11 @@ def at_limit(ctx: Context, names: list[str]) -> Measurement:
 
 
 def _limit_round(ctx: Context, server: Server, size: int) -> dict[str, Value]:
-    base = _warm_up(ctx, server, 50)
+    base = warm_up(ctx, server, 50)
     stats, figures = _open(ctx, server, size)
     held = int(figures["held"] or 0)
     figures["tasks_per_stream"] = (stats["tasks"] - base["tasks"]) / held if held else None
-    figures.update(_broadcasts(ctx, server, held, ctx.profile.scale_broadcasts))
+    figures.update(broadcasts(ctx, server, held, ctx.profile.scale_broadcasts))
     ctx.clients.close()  # FIN: clients that leave
     after, settle_s = server.settle(base, 60)
     figures.update(
@@ -129,23 +129,8 @@ def _limit_round(ctx: Context, server: Server, size: int) -> dict[str, Value]:
     # SIGTERM with every stream open again: all end cleanly, and soon.
     again = ctx.clients.open(server.port, size, 60 + size * 0.003)["done"]
     server.wait_streams(again, 30)
-    sent = 0
-
-    def trigger() -> None:
-        nonlocal sent
-        sent = server.terminate()
-
-    hung_s = ctx.profile.hung_s
-    ends = ctx.clients.watch_end(trigger, hung_s + 0.5)
-    exited = server.wait_exit(sent + int(hung_s * 1e9))
-    figures.update(
-        exit_s=(server.exited_ns - sent) / 1e9 if exited else None,
-        hung=0.0 if exited else 1.0,
-        clean=float(ends["clean"]),
-        cut=float(ends["eof"] + ends["reset"]),
-        left_open=float(ends["open"]),
-        unclean=float(again - ends["clean"]),  # cut, left open or never reopened
-    )
+    figures.update(ended := terminate(ctx, server))
+    figures["unclean"] = size - (ended["clean"] or 0)  # cut, left open or never reopened
     return figures
 
 
@@ -205,7 +190,7 @@ def _workers_round(ctx: Context, group: Workers, size: int, redis: Any) -> dict[
     held = int(figures["held"] or 0)
     figures["tasks_per_stream"] = (stats["tasks"] - base["tasks"]) / held if held else None
     redis_cpu = cpu_s(redis.pid) if redis else 0.0
-    figures.update(_broadcasts(ctx, group, held, ctx.profile.scale_broadcasts))
+    figures.update(broadcasts(ctx, group, held, ctx.profile.scale_broadcasts))
     figures["redis_cpu_s"] = cpu_s(redis.pid) - redis_cpu if redis else None
     ctx.clients.close(reset=True)  # RST: no TIME_WAIT left to hold the next size's ports
     return figures

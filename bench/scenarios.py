@@ -146,7 +146,7 @@ def _fleet_round(
 ) -> tuple[dict[str, float], dict[str, Value]]:
     """`size` streams on a fresh server (freed memory stays in the allocator and would hide
     the next round's growth): their figures, and those of the broadcasts to them (if asked)."""
-    base = _warm_up(ctx, server, min(50, size))
+    base = warm_up(ctx, server, min(50, size))
     base_rss = server.rss_kib()
     opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
     if opened["done"] != size:
@@ -157,13 +157,13 @@ def _fleet_round(
         "tasks_per_stream": (stats["tasks"] - base["tasks"]) / size,
         "open_s": opened["s"],
     }
-    sent = _broadcasts(ctx, server, size) if broadcast else {}
+    sent = broadcasts(ctx, server, size) if broadcast else {}
     ctx.clients.close()
     server.wait_streams(0, 10)
     return figures, sent
 
 
-def _warm_up(ctx: Context, server: Server, streams: int) -> dict[str, Any]:
+def warm_up(ctx: Context, server: Server, streams: int) -> dict[str, Any]:
     """Open and close a few streams: the first pay for lazy imports and first pools, which a
     measurement would take for growth. The app's stats once it is quiet again."""
     ctx.clients.open(server.port, streams, 30)
@@ -179,7 +179,7 @@ class Broadcaster(Protocol):
     def broadcast(self) -> int: ...
 
 
-def _broadcasts(
+def broadcasts(
     ctx: Context, server: Broadcaster, size: int, count: int | None = None
 ) -> dict[str, Value]:
     """`count` (the profile's number by default) broadcasts to the open fleet: latencies
@@ -261,33 +261,40 @@ def sigterm(ctx: Context) -> Measurement:
             with ctx.server(impl) as server:
                 opened = ctx.clients.open(server.port, size, max(30.0, size * 0.01))
                 server.wait_streams(opened["done"], 10)
-                sent = 0
-
-                def trigger(server: Server = server) -> None:
-                    nonlocal sent
-                    sent = server.terminate()
-
-                # The clients stop watching when a server that is still up counts as hung.
-                ends = ctx.clients.watch_end(trigger, hung_s + 0.5)
-                exited = server.wait_exit(sent + int(hung_s * 1e9))
-                last = ends["last_end_ns"]
-                m.add(
-                    impl.name,
-                    exit_s=(server.exited_ns - sent) / 1e9 if exited else None,
-                    hung=0.0 if exited else 1.0,
-                    streams_end_s=(last - sent) / 1e9 if last and exited else None,
-                    clean=ends["clean"],
-                    cut=ends["eof"] + ends["reset"],
-                    left_open=ends["open"],
-                    errors_logged=len(server.log_errors()),
-                )
+                ended = terminate(ctx, server)
+                m.add(impl.name, **ended, errors_logged=len(server.log_errors()))
                 m.add_errors(server)
+                exit_s = ended["exit_s"]
                 ctx.say(
                     f"[sigterm {rep + 1}] {impl.name:9s} "
-                    + (f"exit {(server.exited_ns - sent) / 1e9:.2f} s" if exited else "hung")
-                    + f", {ends['clean']}/{size} ended cleanly"
+                    + (f"exit {exit_s:.2f} s" if exit_s is not None else "hung")
+                    + f", {ended['clean']:.0f}/{size} ended cleanly"
                 )
     return m
+
+
+def terminate(ctx: Context, server: Server) -> dict[str, Value]:
+    """SIGTERM to a server with its streams open: the seconds until it exited (None: it hung
+    past the profile's limit and was killed) and how each stream ended."""
+    hung_s = ctx.profile.hung_s
+    sent = 0
+
+    def trigger() -> None:
+        nonlocal sent
+        sent = server.terminate()
+
+    # The clients stop watching when a server that is still up counts as hung.
+    ends = ctx.clients.watch_end(trigger, hung_s + 0.5)
+    exited = server.wait_exit(sent + int(hung_s * 1e9))
+    last = ends["last_end_ns"]
+    return {
+        "exit_s": (server.exited_ns - sent) / 1e9 if exited else None,
+        "hung": 0.0 if exited else 1.0,
+        "streams_end_s": (last - sent) / 1e9 if last and exited else None,
+        "clean": float(ends["clean"]),
+        "cut": float(ends["eof"] + ends["reset"]),
+        "left_open": float(ends["open"]),
+    }
 
 
 BROKERS = ("broker", "broker-redis", "raw")
@@ -443,7 +450,7 @@ def _storm_round(
     ctx: Context, server: Server, redis: RedisServer | None, clients: int, behind: int
 ) -> dict[str, Value]:
     """One storm on a fresh server: `clients` streams resume at once, `behind` events back."""
-    _warm_up(ctx, server, min(50, clients))
+    warm_up(ctx, server, min(50, clients))
     last_event_id = server.publish(behind, STORM_EVENT_BYTES)
     base = server.stats()
     redis_pid = redis.process.pid if redis and redis.process else None
