@@ -29,11 +29,6 @@ from bench.server import IMPLEMENTATIONS, ROOT, SERVERS
 
 FULL_RUN = ROOT / "bench/results/full.json"  # the run the README quotes
 CLIENT_PROCESSES = 2  # the machine has 2 cores: more clients would only steal the server's
-SERVER_LINES = {
-    "uvicorn": "uvicorn --loop uvloop --http httptools --no-access-log --log-level warning",
-    "granian": "granian --interface asgi --workers 1 --backpressure 20000 --loop uvloop --http 1 "
-    "--no-ws",
-}
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -239,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "storm_implementations": stormers if "storm" in wanted else [],
             "scale_implementations": scalers if "scale" in wanted else [[], []],
             "served_by": ctx.served_by,
-            "server": SERVER_LINES[args.server],
+            "server": " ".join((args.server, *SERVERS[args.server])),
             "client_processes": CLIENT_PROCESSES,
             "machine": {
                 "cpus": os.cpu_count(),

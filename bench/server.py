@@ -65,22 +65,27 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-# The servers, as data: each one's command line (for the app, the socket and its port).
+# The servers, as data: how each is tuned (the same for every contender; the run's `meta`
+# quotes it), and where it gets its socket (uvicorn the harness's, by `--fd`; granian a port).
 SERVERS = {
-    "uvicorn": lambda python, app, fd, port: [
-        *(python, "-m", "uvicorn", app, "--fd", str(fd)),
+    "uvicorn": (
         # uvicorn listens again on the socket: keep the larger backlog
         *("--backlog", str(BACKLOG), "--loop", "uvloop", "--http", "httptools"),
         *("--no-access-log", "--log-level", "warning"),
-    ],
-    "granian": lambda python, app, fd, port: [
-        *(python, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"),
-        *("--port", str(port), "--backlog", str(BACKLOG), "--workers", "1"),
+    ),
+    "granian": (
+        *("--interface", "asgi", "--backlog", str(BACKLOG), "--workers", "1"),
         # Requests in flight, per worker (default: the backlog, 4,096): every open stream is one.
         *("--backpressure", "20000"),
-        *("--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning", app),
-    ],
+        *("--loop", "uvloop", "--http", "1", "--no-ws", "--log-level", "warning"),
+    ),
 }
+
+
+def _command(server: str, python: str, app: str, fd: int, port: int) -> list[str]:
+    if server == "uvicorn":
+        return [python, "-m", "uvicorn", app, "--fd", str(fd), *SERVERS[server]]
+    return [python, "-m", server, "--host", "127.0.0.1", "--port", str(port), *SERVERS[server], app]
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class Server:
         sock.listen(BACKLOG)
         self.port: int = sock.getsockname()[1]
         self.log_path = log_dir / f"{impl.name}-{self.port}.log"
-        cmd = SERVERS[server](str(impl.python), f"apps.{impl.app}", sock.fileno(), self.port)
+        cmd = _command(server, str(impl.python), f"apps.{impl.app}", sock.fileno(), self.port)
         cwd = BENCH
         if server != "uvicorn":  # it binds the port itself
             sock.close()
