@@ -41,7 +41,7 @@ check: $(VENV)/.installed
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed $(UPSTREAM_STAMP)
-	$(BIN)/python bench/run.py            # full profile, ~30 min, writes docs/bench.png and docs/scale.png
+	$(BIN)/python bench/run.py --out bench/results/full.json  # full profile, ~30 min; also docs/bench.png, docs/scale.png
 
 bench-quick: $(VENV)/.installed $(UPSTREAM_STAMP)
 	$(BIN)/python bench/run.py --quick    # ~2 min

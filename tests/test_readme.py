@@ -118,6 +118,9 @@ def bench_median(scenario: str, base: str | None, impl: str, figure: str) -> flo
 
 def test_bench_figures_come_from_a_full_run() -> None:
     assert BENCH["meta"]["profile"] == "full"
+    # "Made by `make bench`": its recipe is the command the committed run records
+    recipe = (ROOT / "Makefile").read_text().split("\nbench:", 1)[1].splitlines()[1]
+    assert BENCH["meta"]["command"].removeprefix("python ") in recipe
 
 
 @pytest.mark.parametrize(("text", "scenario", "base", "impl", "figure"), QUOTED_FIGURES)
