@@ -18,6 +18,8 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from sse_starlette import _timers
+
 __all__ = ["TASK_SCOPES", "HelperTasks", "Periodic", "TaskScope", "move_on_after"]
 
 Periodic = Callable[[], Coroutine[Any, Any, float]]  # returns seconds until the next run
@@ -189,7 +191,7 @@ class HelperTasks:
     def __init__(self) -> None:
         self.tasks: list[asyncio.Task[None]] = []
         self.group: anyio.abc.TaskGroup | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.timer: _timers.Timer | None = None
         self.periodic: Periodic
         self.closing = False
 
@@ -213,13 +215,14 @@ class HelperTasks:
         it returns, until it returns 0 (one `work` per stream).
 
         On asyncio, a timer starts a task for each run: a sleeping task per stream would
-        cost each idle stream a task and its frames, and each stream a timeout set-up.
+        cost each idle stream a task and its frames, and each stream a timeout set-up. The
+        timers are `_timers`', which share one loop timer per delay among all streams.
         """
         if self.group is not None:
             self.group.start_soon(_every, delay, work)
         else:
             self.periodic = work
-            self.timer = asyncio.get_running_loop().call_later(delay, self._due)
+            self.timer = _timers.call_later(delay, self._due)
 
     def _due(self) -> None:
         self.start(self._run_and_rearm())
@@ -229,7 +232,7 @@ class HelperTasks:
         # `closing`: a run that ended as the helpers were being cancelled (its send turned
         # the cancellation into an error, say) must not start a timer nobody cancels.
         if delay and not self.closing:
-            self.timer = asyncio.get_running_loop().call_later(delay, self._due)
+            self.timer = _timers.call_later(delay, self._due)
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         self.closing = True
