@@ -2,9 +2,10 @@
 
 Per open stream there are two tasks: the server's own task, which runs the body loop (get an
 item, encode it, send it), and one helper that waits for `http.disconnect`. A ping is sent
-by a short-lived task its timer starts (on trio, by a third task that sleeps). Shutdown
-reaches a stream through `_shutdown`, not through a task. The cancel scopes and helper
-tasks come from `_scopes` (on asyncio cheaper than anyio's; see there why).
+by a short-lived task its timer starts (one loop timer serves the pings of every stream:
+`_timers`; on trio, a third task that sleeps sends them). Shutdown reaches a stream through
+`_shutdown`, not through a task. The cancel scopes and helper tasks come from `_scopes` (on
+asyncio cheaper than anyio's; see there why).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import functools
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import datetime, timezone
+from types import AsyncGeneratorType
 from typing import Any, Literal
 
 import anyio
@@ -49,6 +51,8 @@ def _ready_items(iterator: Any) -> tuple[Callable[[], Any], Any] | None:
     waiting, and what it returns when none is. A broker subscription (its backlog, its
     resume's page: None) and an anyio memory object stream (whose items may be None). A
     user's generator cannot tell: one message per item."""
+    if type(iterator) is AsyncGeneratorType:  # the commonest, at the cost of one look
+        return None
     if isinstance(iterator, MemoryObjectReceiveStream):
 
         def receive_ready() -> Any:
@@ -172,11 +176,26 @@ class EventSourceResponse(Response):
         self.init_headers(headers)
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        self._raw_headers: list[tuple[bytes, bytes]] | tuple[tuple[bytes, bytes], ...]
         if headers:
-            raw = _header_list(headers, self.media_type, self.charset)
+            self._raw_headers = list(_header_list(headers, self.media_type, self.charset))
         else:
-            raw = _default_headers(self.media_type, self.charset)
-        self.raw_headers = list(raw)  # a list of its own: `response.headers` edits it in place
+            # Most responses have no headers of their own: they share one tuple until a look
+            # at `raw_headers` gives them a list of their own (`response.headers` edits it).
+            self._raw_headers = _default_headers(self.media_type, self.charset)
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The response's headers as (name, value) byte pairs, as Starlette's `Response` has
+        them: a list of its own, which `response.headers` edits in place."""
+        headers = self._raw_headers
+        if isinstance(headers, tuple):
+            headers = self._raw_headers = list(headers)
+        return headers
+
+    @raw_headers.setter
+    def raw_headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        self._raw_headers = value
 
     @property
     def ping_interval(self) -> int | float:
@@ -205,7 +224,7 @@ class EventSourceResponse(Response):
         # A scope without `type` or `method` (`{}`, in tests written for the published
         # package) is an HTTP GET.
         kind = scope.get("type", "http")
-        headers = self.raw_headers
+        headers = self._raw_headers
         if kind == "websocket":
             # An event stream is no websocket: answer the handshake with the response's
             # status and headers and no body, and never start the generator.
@@ -217,16 +236,28 @@ class EventSourceResponse(Response):
             raise RuntimeError(f"EventSourceResponse cannot serve an ASGI {kind!r} scope")
         elif scope.get("http_version", "1.1") not in ("1.0", "1.1"):
             headers = _without_connection(headers)  # forbidden in HTTP/2 and 3
-        start = {"type": "http.response.start", "status": self.status_code, "headers": headers}
         method = scope.get("method", "GET")
         if kind == "websocket" or (method != "GET" and method.upper() == "HEAD"):
             send = _bounded(send, self.send_timeout)
-            await send(start)
+            await send(_start(self.status_code, headers))
             await send(_final_chunk())
         else:
-            await _Stream(self, send).run(receive, start)
+            stream = self._stream = _Stream(self, send)
+            _shutdown.register(stream)  # a drain under way ends it at once
+            try:
+                await stream.run(receive, headers)
+            finally:
+                # Only now: a server hook that waits for the streams to end (daphne's) waits
+                # for complete responses.
+                _shutdown.unregister(stream)
+                self._stream = None
         if self.background is not None:
             await self.background()
+
+
+def _start(status: int, headers: Any) -> Message:
+    # Made as it is sent, not kept: each open stream would hold its start for its whole life.
+    return {"type": "http.response.start", "status": status, "headers": headers}
 
 
 def _final_chunk() -> Message:
@@ -281,7 +312,7 @@ def _default_headers(media_type: str | None, charset: str) -> tuple[tuple[bytes,
     return _header_list(None, media_type, charset)
 
 
-def _without_connection(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _without_connection(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     # Looked for on each call, not noted at construction: `response.headers` may have
     # set or removed the Connection header since.
     return [(name, value) for name, value in headers if name != b"connection"]
@@ -323,37 +354,47 @@ class _Stream:
         self.completing = False  # sending the final chunk: no more pings, no drain
         self.error: BaseException | None = None
 
-    async def run(self, receive: Receive, start: Message) -> None:
-        response = self.response
-        _shutdown.register(self)  # a drain under way ends the stream at once
-        response._stream = self
-        try:
-            async with HelperTasks() as helpers:
-                helpers.start(self._listen(receive))
-                # Beside the response start, as the published package starts it: a data
-                # sender may have to run before the server's `send` of the start returns.
-                if response.data_sender_callable is not None:
-                    helpers.start(self._guarded(response.data_sender_callable()))
-                # Outside the scope: a drain or a disconnect must not cut the start short,
-                # or the server would be sent a body without one.
-                await self._guarded(self.send_start(start))
-                if self.error is None:
-                    try:
-                        with self.scope:
-                            await self._send_events(helpers)
-                    finally:
-                        if self.iterating:
-                            await self._close(response.body_iterator)
-                if self.error is None and not self.disconnected:
-                    # Still beside the listener: it listens until the response is complete.
-                    await self._complete()
-            if self.error is not None:
-                raise self.error
-        finally:
-            # Only now: a server hook that waits for the streams to end (daphne's) waits for
-            # complete responses.
-            _shutdown.unregister(self)
-            response._stream = None
+    async def run(self, receive: Receive, headers: Any) -> None:
+        """The start, then each item as it comes (with what is ready after it), then the final
+        chunk; raises the error that ended the stream, if any."""
+        response, send, sep = self.response, self.send, self.response.sep
+        async with HelperTasks() as helpers:
+            helpers.start(self._listen(receive))
+            # Beside the response start, as the published package starts it: a data sender
+            # may have to run before the server's `send` of the start returns.
+            if response.data_sender_callable is not None:
+                helpers.start(self._guarded(response.data_sender_callable()))
+            try:
+                # Outside the scope: a drain or a disconnect must not cut the start short, or
+                # the server would be sent a body without one.
+                await self.send_start(_start(response.status_code, headers))
+                if self.error is None:  # the data sender's
+                    with self.scope:
+                        if response.ping_interval:
+                            helpers.every(response.ping_interval, self._ping)  # until 0
+                        self.iterating = True
+                        ready = _ready_items(response.body_iterator)
+                        async for item in response.body_iterator:
+                            if self.disconnected:
+                                break
+                            body = ensure_bytes(item, sep)
+                            if ready is not None:
+                                body = _with_ready(body, *ready, sep)
+                            await send(
+                                {"type": "http.response.body", "body": body, "more_body": True}
+                            )
+                        else:
+                            self.iterating = False
+            except Exception as exc:
+                self._fail(exc)
+            finally:
+                if self.iterating:
+                    await self._close(response.body_iterator)
+            if self.error is None and not self.disconnected:
+                # Still beside the listener: it listens until the response is complete.
+                await self._complete()
+        if self.error is not None:
+            raise self.error
 
     async def _guarded(self, work: Awaitable[None]) -> None:
         try:
@@ -367,24 +408,6 @@ class _Stream:
         if self.error is None:
             self.error = exc
         self.scope.cancel()
-
-    async def _send_events(self, helpers: HelperTasks) -> None:
-        response, send, sep = self.response, self.send, self.response.sep
-        try:
-            if response.ping_interval:
-                helpers.every(response.ping_interval, self._ping)  # until it returns 0
-            self.iterating = True
-            ready = _ready_items(response.body_iterator)
-            async for item in response.body_iterator:
-                if self.disconnected:
-                    return
-                body = ensure_bytes(item, sep)
-                if ready is not None:
-                    body = _with_ready(body, *ready, sep)
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            self.iterating = False
-        except Exception as exc:
-            self._fail(exc)
 
     async def _complete(self) -> None:
         """Send the final empty chunk: the client sees a clean end of the response.
