@@ -245,16 +245,24 @@ class HelperTasks:
         if running:
             for task in running:
                 task.cancel()
-            # asyncio.wait, not await: it never raises the tasks' cancellation as ours.
             try:
-                await asyncio.wait(running)
+                # A cancelled helper mostly ends in the loop cycle its cancellation reaches it
+                # in: one bare yield sees it done, at a fraction of asyncio.wait's cost (a
+                # drain ends every stream at once).
+                await asyncio.sleep(0)
+                running = [task for task in running if not task.done()]
+                if running:
+                    # asyncio.wait, not await: it never raises the tasks' cancellation as ours.
+                    await asyncio.wait(running)
             except asyncio.CancelledError:
                 # The server's task is being cancelled from outside, maybe by an anyio scope,
                 # which cancels it again on every loop cycle: that would leave a helper whose
                 # cleanup takes more than one cycle running after the response has ended.
                 # Wait for it shielded, as a task group does.
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait(running)
+                running = [task for task in running if not task.done()]
+                if running:
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.wait(running)
                 raise
         return None
 

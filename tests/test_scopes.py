@@ -208,6 +208,33 @@ async def test_helpers_are_cancelled_and_waited_for_when_the_block_ends() -> Non
 
 
 @pytest.mark.anyio
+async def test_helpers_are_waited_for_when_the_block_is_cancelled_from_outside() -> None:
+    # An anyio scope cancels again on every loop cycle: the helper's several-cycle clean-up
+    # still ends before the block does.
+    order: list[str] = []
+    started = anyio.Event()
+
+    async def helper() -> None:
+        try:
+            started.set()
+            await anyio.sleep_forever()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for _ in range(5):
+                    await anyio.lowlevel.checkpoint()
+            order.append("helper cleaned up")
+
+    with anyio.fail_after(5):
+        with anyio.CancelScope() as outer:
+            async with HelperTasks() as helpers:
+                helpers.start(helper())
+                await started.wait()
+                outer.cancel()
+        order.append("block ended")
+    assert order == ["helper cleaned up", "block ended"]
+
+
+@pytest.mark.anyio
 async def test_every_runs_again_after_the_delay_it_returns_until_zero() -> None:
     runs: list[float] = []
     done = anyio.Event()
