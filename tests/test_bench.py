@@ -150,6 +150,37 @@ def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> Non
         assert figures["ours"]["MB/s"] > 0
 
 
+def test_the_in_process_benchmark_accounts_for_every_stream(tmp_path: Path) -> None:
+    out = tmp_path / "inprocess.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "bench/inprocess.py",
+            "--streams",
+            "200",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"ours", "ours-noping", "floor"}
+    for figures in results.values():
+        # Each open stream holds at least its task and its generator (of time, nothing is
+        # asserted: timings on a shared machine are no test).
+        assert figures["objects_per_stream"] >= 2
+        assert figures["bytes_per_stream"] > 0
+        assert len(figures["cpu_us_per_conn_gc_off"]["samples"]) == 2
+    # ping=0 keeps no timer entry: fewer objects than with the ping timer
+    assert results["ours-noping"]["objects_per_stream"] < results["ours"]["objects_per_stream"]
+
+
 def test_a_failed_trigger_leaves_the_client_processes_in_step() -> None:
     # A server that stops answering a broadcast: its reply never comes, the harness gives up
     # on it, and the next contender's round must read its own replies, not the old ones.
