@@ -222,13 +222,21 @@ class _Worker:
         return {"closed": closed}
 
 
-def throughput(port: int, n: int, timeout: float) -> dict[str, Any]:
-    """Read one stream of `n` events to its end; events counted, bytes, seconds."""
+def throughput(port: int, n: int, timeout: float, blocking: bool = False) -> dict[str, Any]:
+    """Read one stream of `n` events to its end; events counted, bytes, seconds.
+
+    `blocking`: read with no socket timeout, where Python calls recv() alone, instead of
+    poll() before each recv() (bench/granian_pacing.py: granian's pace depends on it)."""
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     events = size = 0
     tail = b""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        if blocking:
+            # The kernel's receive timeout, not Python's: a recv() that waits too long fails.
+            sock.settimeout(None)
+            limit = struct.pack("ll", int(timeout), 0)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
         start = time.perf_counter()
         deadline = time.monotonic() + timeout
         sock.sendall(request(f"/stream?n={n}"))

@@ -113,6 +113,10 @@ IMPLEMENTATIONS = {
         Implementation("ours-anyio", ROOT / ".venv/bin/python", "ours_anyio:app"),
         # `ours` with ping=0 (apps/ours_noping.py): what the ping timer costs; --impl only.
         Implementation("ours-noping", ROOT / ".venv/bin/python", "ours_noping:app"),
+        # raw with each send in an anyio cancel scope, or after busy work (apps/raw_paced.py):
+        # bench/granian_pacing.py's; --impl only.
+        Implementation("raw-in-scope", ROOT / ".venv/bin/python", "raw_paced:in_scope"),
+        Implementation("raw-spin", ROOT / ".venv/bin/python", "raw_paced:spin"),
         # The broker scenario's contenders (apps/broker.py), beside raw.
         Implementation("broker", ROOT / ".venv/bin/python", "broker:app"),
         Implementation("broker-redis", ROOT / ".venv/bin/python", "broker:app", needs_redis=True),
