@@ -133,17 +133,21 @@ def test_the_charts_draw_from_the_results(results: Results, tmp_path: Path) -> N
     assert (tmp_path / "scale.png").stat().st_size > 10_000
 
 
-def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:
-    out = tmp_path / "parser.json"
+def _run_bench(script: str, out: Path, *args: str) -> Any:
+    """Run one of bench/'s scripts with `--out out`; what it wrote."""
     done = subprocess.run(
-        [sys.executable, "bench/parser.py", "--quick", "--out", str(out)],
+        [sys.executable, f"bench/{script}", *args, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    cases = json.loads(out.read_text())["cases"]
+    return json.loads(out.read_text())
+
+
+def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> None:
+    cases = _run_bench("parser.py", tmp_path / "parser.json", "--quick")["cases"]
     assert len(cases) == 4
     for figures in cases.values():
         assert figures["ours"]["events"] == figures["httpx-sse"]["events"] > 0
@@ -152,24 +156,7 @@ def test_the_parser_benchmark_runs_and_both_parsers_agree(tmp_path: Path) -> Non
 
 def test_the_in_process_benchmark_accounts_for_every_stream(tmp_path: Path) -> None:
     out = tmp_path / "inprocess.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "bench/inprocess.py",
-            "--streams",
-            "200",
-            "--rounds",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())["results"]
+    results = _run_bench("inprocess.py", out, "--streams", "200", "--rounds", "2")["results"]
     assert set(results) == {"ours", "ours-noping", "floor"}
     for figures in results.values():
         # Each open stream holds at least its task and its generator (of time, nothing is
