@@ -22,7 +22,8 @@ from sse_starlette import _timers
 
 __all__ = ["TASK_SCOPES", "HelperTasks", "Periodic", "TaskScope", "move_on_after"]
 
-Periodic = Callable[[], Coroutine[Any, Any, float]]  # returns seconds until the next run
+# Called with one argument; returns the seconds until the next run.
+Periodic = Callable[[Any], Coroutine[Any, Any, float]]
 
 try:
     # anyio's record of each asyncio task's innermost cancel scope, which `TaskScope` reads
@@ -186,13 +187,15 @@ class HelperTasks:
     starts tasks in a nursery only: there it is anyio's task group.
     """
 
-    __slots__ = ("closing", "group", "periodic", "tasks", "timer")
+    __slots__ = ("closing", "group", "periodic", "periodic_arg", "tasks", "timer")
 
     def __init__(self) -> None:
-        self.tasks: list[asyncio.Task[None]] = []
+        # A tuple, not a list: the listener alone, mostly, and a list spares room for more.
+        self.tasks: tuple[asyncio.Task[None], ...] = ()
         self.group: anyio.abc.TaskGroup | None = None
         self.timer: _timers.Timer | None = None
         self.periodic: Periodic
+        self.periodic_arg: Any = None
         self.closing = False
 
     async def __aenter__(self) -> HelperTasks:
@@ -205,34 +208,35 @@ class HelperTasks:
         if self.group is None:
             tasks = self.tasks
             if len(tasks) > 2:  # a long stream starts a ping task every interval
-                tasks[:] = [task for task in tasks if not task.done()]
-            tasks.append(asyncio.get_running_loop().create_task(work))
+                tasks = tuple(task for task in tasks if not task.done())
+            self.tasks = (*tasks, asyncio.get_running_loop().create_task(work))
         else:
             self.group.start_soon(_run, work)
 
-    def every(self, delay: float, work: Periodic) -> None:
-        """Run `work()` after `delay` seconds, then again as many seconds after each run as
-        it returns, until it returns 0 (one `work` per stream).
+    def every(self, delay: float, work: Periodic, arg: Any) -> None:
+        """Run `work(arg)` after `delay` seconds, then again as many seconds after each run
+        as it returns, until it returns 0 (one `work` per stream). A function and its
+        argument, not a bound method: each idle stream would hold a method object.
 
         On asyncio, a timer starts a task for each run: a sleeping task per stream would
         cost each idle stream a task and its frames, and each stream a timeout set-up. The
         timers are `_timers`', which share one loop timer per delay among all streams.
         """
         if self.group is not None:
-            self.group.start_soon(_every, delay, work)
+            self.group.start_soon(_every, delay, work, arg)
         else:
-            self.periodic = work
-            self.timer = _timers.call_later(delay, self._due)
+            self.periodic, self.periodic_arg = work, arg
+            self.timer = _timers.call_later(delay, HelperTasks._due, self)
 
     def _due(self) -> None:
         self.start(self._run_and_rearm())
 
     async def _run_and_rearm(self) -> None:
-        delay = await self.periodic()
+        delay = await self.periodic(self.periodic_arg)
         # `closing`: a run that ended as the helpers were being cancelled (its send turned
         # the cancellation into an error, say) must not start a timer nobody cancels.
         if delay and not self.closing:
-            self.timer = _timers.call_later(delay, self._due)
+            self.timer = _timers.call_later(delay, HelperTasks._due, self)
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         self.closing = True
@@ -271,7 +275,7 @@ async def _run(work: Awaitable[None]) -> None:
     await work
 
 
-async def _every(delay: float, work: Periodic) -> None:
+async def _every(delay: float, work: Periodic, arg: Any) -> None:
     while delay:
         await anyio.sleep(delay)
-        delay = await work()
+        delay = await work(arg)

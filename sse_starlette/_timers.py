@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["Timer", "call_later"]
 
@@ -24,18 +25,21 @@ _COMPACT_AFTER = 64
 
 
 class Timer:
-    """One call of `callback` when `due`; `cancel()` it."""
+    """One call of `callback(arg)` when `due`; `cancel()` it."""
 
-    __slots__ = ("_queue", "callback", "due")
+    __slots__ = ("_queue", "arg", "callback", "due")
 
-    def __init__(self, queue: _Queue, due: float, callback: Callable[[], object]) -> None:
+    def __init__(
+        self, queue: _Queue, due: float, callback: Callable[[Any], object], arg: Any
+    ) -> None:
         self._queue = queue
         self.due = due
-        self.callback: Callable[[], object] | None = callback
+        self.callback: Callable[[Any], object] | None = callback
+        self.arg = arg
 
     def cancel(self) -> None:
         if self.callback is not None:
-            self.callback = None
+            self.callback = self.arg = None
             self._queue.cancelled()
 
 
@@ -51,8 +55,8 @@ class _Queue:
         self.stale = 0  # cancelled timers still queued
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, callback: Callable[[], object]) -> Timer:
-        timer = Timer(self, self.loop.time() + self.delay, callback)
+    def add(self, callback: Callable[[Any], object], arg: Any) -> Timer:
+        timer = Timer(self, self.loop.time() + self.delay, callback, arg)
         self.timers.append(timer)
         if self.handle is None:
             self.handle = self.loop.call_at(timer.due, self._fire)
@@ -83,8 +87,8 @@ class _Queue:
             if callback is None:
                 self.stale -= 1
             else:
-                timer.callback = None  # fired: a late `cancel()` is a no-op
-                callback()
+                arg, timer.callback, timer.arg = timer.arg, None, None  # a late cancel(): no-op
+                callback(arg)
         self._close()
 
     def _close(self) -> None:
@@ -102,11 +106,12 @@ class _Queue:
 _queues: dict[tuple[asyncio.AbstractEventLoop, float], _Queue] = {}
 
 
-def call_later(delay: float, callback: Callable[[], object]) -> Timer:
-    """`loop.call_later(delay, callback)` on the running loop, sharing one loop timer with
-    every other timer of the same delay."""
+def call_later(delay: float, callback: Callable[[Any], object], arg: Any) -> Timer:
+    """`loop.call_later(delay, callback, arg)` on the running loop, sharing one loop timer
+    with every other timer of the same delay. One argument, not a bound method: each
+    stream's timer would hold a method object of its own."""
     loop = asyncio.get_running_loop()
     queue = _queues.get((loop, delay))
     if queue is None:
         queue = _queues[loop, delay] = _Queue(loop, delay)
-    return queue.add(callback)
+    return queue.add(callback, arg)

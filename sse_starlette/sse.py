@@ -371,7 +371,7 @@ class _Stream:
                 if self.error is None:  # the data sender's
                     with self.scope:
                         if response.ping_interval:
-                            helpers.every(response.ping_interval, self._ping)  # until 0
+                            helpers.every(response.ping_interval, _Stream._ping, self)
                         self.iterating = True
                         ready = _ready_items(response.body_iterator)
                         async for item in response.body_iterator:

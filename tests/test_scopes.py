@@ -220,7 +220,8 @@ async def test_every_runs_again_after_the_delay_it_returns_until_zero() -> None:
     runs: list[float] = []
     done = anyio.Event()
 
-    async def work() -> float:
+    async def work(arg: str) -> float:
+        assert arg == "the argument"
         runs.append(anyio.current_time())
         if len(runs) == 3:
             done.set()
@@ -229,7 +230,7 @@ async def test_every_runs_again_after_the_delay_it_returns_until_zero() -> None:
 
     with anyio.fail_after(5):
         async with HelperTasks() as helpers:
-            helpers.every(0.01, work)
+            helpers.every(0.01, work, "the argument")
             await done.wait()
             for _ in range(20):  # a fourth run would come after 0.01 s: none does
                 await anyio.lowlevel.checkpoint()

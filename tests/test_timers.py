@@ -41,19 +41,16 @@ def test_timers_of_one_delay_fire_in_the_order_they_were_set(run: Any) -> None:
     fired: list[int] = []
     all_fired = asyncio.Event()
 
-    def callback(i: int) -> Callable[[], None]:
-        def call() -> None:
-            fired.append(i)
-            if len(fired) == 3:
-                all_fired.set()
-
-        return call
+    def callback(i: int) -> None:
+        fired.append(i)
+        if len(fired) == 3:
+            all_fired.set()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         began = loop.time()
         for i in range(3):
-            _timers.call_later(0.02, callback(i))
+            _timers.call_later(0.02, callback, i)
             await asyncio.sleep(0)
         await all_fired.wait()
         assert loop.time() - began >= 0.02 - _timers._EARLY
@@ -69,22 +66,22 @@ def test_a_cancelled_timer_never_fires_and_the_last_cancel_stops_the_loop_timer(
     async def main() -> None:
         done = asyncio.Event()
 
-        def kept() -> None:
-            fired.append("kept")
+        def kept(name: str) -> None:
+            fired.append(name)
             done.set()
 
-        cancelled = _timers.call_later(0.01, lambda: fired.append("cancelled"))
-        _timers.call_later(0.01, kept)
+        cancelled = _timers.call_later(0.01, fired.append, "cancelled")
+        _timers.call_later(0.01, kept, "kept")
         cancelled.cancel()
         await done.wait()
-        lone = _timers.call_later(0.01, lambda: fired.append("lone"))
+        lone = _timers.call_later(0.01, fired.append, "lone")
         queue = _timers._queues[asyncio.get_running_loop(), 0.01]
         assert queue.handle is not None
         lone.cancel()
         assert queue.handle is None and not _timers._queues
         # One set after it with the same delay falls due after it would have.
         after = asyncio.Event()
-        _timers.call_later(0.01, after.set)
+        _timers.call_later(0.01, lambda _: after.set(), None)
         await after.wait()
 
     run(main())
@@ -98,17 +95,17 @@ def test_a_callback_may_set_and_cancel_timers_of_its_own_delay(run: Any) -> None
     async def main() -> None:
         later: list[_timers.Timer] = []
 
-        def again() -> None:
-            fired.append("again")
+        def again(name: str) -> None:
+            fired.append(name)
             done.set()
 
-        def first() -> None:
-            fired.append("first")
-            later.append(_timers.call_later(0.01, again))
+        def first(name: str) -> None:
+            fired.append(name)
+            later.append(_timers.call_later(0.01, again, "again"))
             doomed.cancel()
 
-        _timers.call_later(0.01, first)
-        doomed = _timers.call_later(0.01, lambda: fired.append("doomed"))
+        _timers.call_later(0.01, first, "first")
+        doomed = _timers.call_later(0.01, fired.append, "doomed")
         await done.wait()
 
     run(main())
@@ -120,7 +117,7 @@ def test_loops_have_queues_of_their_own() -> None:
 
     async def main() -> None:
         loops.append(asyncio.get_running_loop())
-        _timers.call_later(5, lambda: None)
+        _timers.call_later(5, print, None)
         assert len(_timers._queues) == len(loops)
 
     one, two = asyncio.new_event_loop(), asyncio.new_event_loop()
@@ -223,14 +220,14 @@ def test_every_timer_fires_once_when_due_unless_cancelled(steps: list[tuple[str,
     fired: list[tuple[int, float]] = []
     names = itertools.count()
 
-    def callback(name: int) -> Callable[[], None]:
-        return lambda: fired.append((name, clock.now))
+    def callback(name: int) -> None:
+        fired.append((name, clock.now))
 
     for step, arg in steps:
         if step == "set":
             for _ in range(arg):
                 name = next(names)
-                timers[name] = queue.add(callback(name))
+                timers[name] = queue.add(callback, name)
                 due[name] = clock.now + delay
         elif step == "cancel" and timers:
             name = arg % len(timers)
@@ -256,8 +253,8 @@ def test_cancelled_timers_are_not_kept_until_they_fall_due() -> None:
     # Clients that come and go within the ping interval leave no entry per visit behind.
     clock = _Clock()
     queue = _timers._Queue(clock, 15.0)  # type: ignore[arg-type]
-    kept = [queue.add(lambda: None) for _ in range(10)]
+    kept = [queue.add(print, None) for _ in range(10)]
     for _ in range(10_000):
-        queue.add(lambda: None).cancel()
+        queue.add(print, None).cancel()
     assert len(queue.timers) <= 2 * len(kept) + _timers._COMPACT_AFTER
     assert all(timer in queue.timers for timer in kept)
