@@ -257,6 +257,10 @@ class EventSourceResponse(Response):
 
 def _start(status: int, headers: Any) -> Message:
     # Made as it is sent, not kept: each open stream would hold its start for its whole life.
+    # A list, as Starlette sends it: middleware edits the start's headers in place, and the
+    # shared tuple of default headers must reach none of them.
+    if type(headers) is not list:
+        headers = list(headers)
     return {"type": "http.response.start", "status": status, "headers": headers}
 
 

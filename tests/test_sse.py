@@ -155,6 +155,65 @@ async def test_connection_header_set_after_construction_is_not_duplicated() -> N
     assert header(call, "connection") == ["close"]
 
 
+def appending_a_header(app: Any) -> Any:
+    """ASGI middleware that appends a header to the start message's own list, in place."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-added", b"1"))
+            await send(message)
+
+        await app(scope, receive, send_with_header)
+
+    return wrapped
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+async def test_middleware_may_add_to_the_start_messages_headers_in_place(method: str) -> None:
+    # Responses without headers of their own share one default list of headers until they
+    # are looked at: each start message still carries a list a middleware may edit, and an
+    # edit reaches neither the next response nor the defaults.
+    for _ in range(2):
+        response = EventSourceResponse(idle_after("x"))
+        async with asgi_call(appending_a_header(response), method=method) as call:
+            await call.wait_until(lambda c: bool(c.messages))
+        assert header(call, "x-added") == ["1"]
+    assert b"x-added" not in dict(EventSourceResponse(idle_after("x")).raw_headers)
+
+
+@pytest.mark.anyio
+async def test_base_http_middleware_may_set_a_header_on_the_response() -> None:
+    # Starlette's (and FastAPI's @app.middleware("http")) documented pattern.
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        yield {"data": "hello"}
+
+    async def endpoint(request: Request) -> Response:
+        return EventSourceResponse(events())
+
+    async def timed(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers["X-Process-Time"] = "1"
+        return response
+
+    app = Starlette(routes=[Route("/", endpoint)])
+    app.add_middleware(BaseHTTPMiddleware, dispatch=timed)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        got = await client.get("/")
+    assert got.status_code == 200
+    assert got.headers["x-process-time"] == "1"
+    assert got.text == "data: hello\r\n\r\n"
+
+
 @pytest.mark.anyio
 async def test_status_code_is_honoured() -> None:
     call = await first_chunk(EventSourceResponse(idle_after("x"), status_code=202))
