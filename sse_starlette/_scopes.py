@@ -263,10 +263,9 @@ class HelperTasks:
                 # which cancels it again on every loop cycle: that would leave a helper whose
                 # cleanup takes more than one cycle running after the response has ended.
                 # Wait for it shielded, as a task group does.
-                running = [task for task in running if not task.done()]
-                if running:
-                    with anyio.CancelScope(shield=True):
-                        await asyncio.wait(running)
+                # (asyncio.wait returns at once for those done already.)
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait(running)
                 raise
         return None
 
