@@ -40,19 +40,11 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.apps import floor, ours_noping, ours_upstream
+from tests.asgi import http_scope
 
 OUT = Path(__file__).resolve().parent / "results" / "inprocess.json"
 APPS = {"ours": ours_upstream.app, "ours-noping": ours_noping.app, "floor": floor.app}
 App = Callable[[dict[str, Any], Any, Any], Coroutine[Any, Any, None]]
-
-
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1", "method": "GET", "scheme": "http", "path": "/stream",
-        "raw_path": b"/stream", "query_string": b"", "root_path": "", "headers": [],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000), "state": {},
-    }  # fmt: skip
 
 
 class _Connection:
@@ -75,7 +67,8 @@ async def _open(app: App, n: int) -> tuple[list[_Connection], list[asyncio.Task[
     """`n` streams, each past its first event."""
     connections = [_Connection() for _ in range(n)]
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(app(_scope(), c.receive, c.send)) for c in connections]
+    scope = http_scope(path="/stream")
+    tasks = [loop.create_task(app(dict(scope), c.receive, c.send)) for c in connections]
     for connection in connections:
         await connection.first_event.wait()
     return connections, tasks
