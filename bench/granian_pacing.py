@@ -6,8 +6,8 @@ Under granian, the throughput scenario measures 3.7.1's stream at about twice th
 this project's and of raw ASGI's, at about the same CPU per event (bench/results/granian.json).
 This runs one granian server (the harness's flags) for each of `ours`, `upstream` (3.7.1),
 `raw`, and raw with something done before each `send` (apps/raw_paced.py): `raw-in-scope`
-(the send inside an `anyio.CancelScope()`, as 3.7.1 wraps its sends) and `raw-spin` (an empty
-loop of about 9 µs first). It reads one stream of `events` from each, in interleaved rounds,
+(the send inside an `anyio.CancelScope()`, as 3.7.1 wraps its sends) and `raw-spin` (600
+turns of an empty loop first). It reads one stream of `events` from each, in interleaved rounds,
 with two clients that differ only in how they wait for data:
 
 - `poll`: the harness's client (a socket timeout: Python polls before each recv());

@@ -3,8 +3,8 @@
 
     in_scope   each send inside an `anyio.CancelScope()`, as the published package wraps its
                sends (in `anyio.move_on_after(send_timeout)`)
-    spin       600 turns of an empty loop before each send (about 9 µs of CPU here): work that
-               does nothing but take time
+    spin       600 turns of an empty loop before each send: work that does nothing but take
+               time
 """
 
 from __future__ import annotations
